@@ -1,0 +1,1 @@
+"""MarketFlow: shared settings, database bootstrap and the `marketflow` CLI."""

@@ -1,0 +1,9 @@
+-- Read-only roles. Run by the database owner after schema.sql; idempotent.
+grant usage on schema signals, monitoring, api to marketflow_api;
+grant select on all tables in schema signals, monitoring, api to marketflow_api;
+alter default privileges in schema signals, monitoring, api grant select on tables to marketflow_api;
+
+create schema if not exists marts;
+grant usage on schema marts to marketflow_analyst;
+grant select on all tables in schema marts to marketflow_analyst;
+alter default privileges in schema marts grant select on tables to marketflow_analyst;

@@ -1,0 +1,92 @@
+-- MarketFlow's own tables (everything dbt does not build). Idempotent: safe to run again.
+create schema if not exists raw;
+create schema if not exists signals;
+create schema if not exists monitoring;
+create schema if not exists api;
+
+create table if not exists raw.ingest_batches (
+    batch_id        uuid primary key,
+    provider        text not null,
+    symbols         text[] not null default '{}',
+    start_date      date,
+    end_date        date,
+    rows_in         integer not null default 0,
+    rows_loaded     integer not null default 0,
+    rows_inserted   integer not null default 0,
+    rows_updated    integer not null default 0,
+    rows_unchanged  integer not null default 0,
+    rows_rejected   integer not null default 0,
+    status          text not null check (status in ('running', 'succeeded', 'failed')),
+    error           text,
+    started_at      timestamptz not null default now(),
+    finished_at     timestamptz
+);
+
+create table if not exists raw.prices (
+    symbol      text not null,
+    trade_date  date not null,
+    open        double precision not null,
+    high        double precision not null,
+    low         double precision not null,
+    close       double precision not null,
+    adj_close   double precision not null,
+    volume      bigint not null,
+    provider    text not null,
+    batch_id    uuid not null,
+    ingested_at timestamptz not null default now(),
+    primary key (symbol, trade_date)
+);
+
+create table if not exists raw.rejected_prices (
+    id          bigserial primary key,
+    batch_id    uuid not null,
+    provider    text not null,
+    symbol      text,
+    trade_date  text,
+    row_data    jsonb not null,
+    reason      text not null,
+    rejected_at timestamptz not null default now()
+);
+create index if not exists rejected_prices_batch_idx on raw.rejected_prices (batch_id);
+
+create table if not exists signals.daily_signals (
+    trade_date     date not null,
+    symbol         text not null,
+    score          double precision not null,
+    rank           integer not null,
+    signal         text not null check (signal in ('long', 'short', 'neutral')),
+    model_name     text not null,
+    model_version  text not null,
+    mlflow_run_id  text not null,
+    created_at     timestamptz not null default now(),
+    primary key (trade_date, symbol, model_name)
+);
+
+create table if not exists monitoring.drift_runs (
+    run_id                uuid primary key,
+    run_date              date not null,
+    reference_start       date not null,
+    reference_end         date not null,
+    current_start         date not null,
+    current_end           date not null,
+    n_features            integer not null,
+    n_drifted_features    integer not null,
+    share_drifted         double precision not null,
+    drift_detected        boolean not null,
+    report_path           text not null,
+    model_name            text,
+    model_version         text,
+    mlflow_run_id         text,
+    created_at            timestamptz not null default now()
+);
+
+create table if not exists monitoring.validation_runs (
+    id             bigserial primary key,
+    suite          text not null,
+    data_asset     text not null,
+    success        boolean not null,
+    evaluated      integer not null,
+    failed         integer not null,
+    failed_expectations jsonb not null default '[]',
+    created_at     timestamptz not null default now()
+);
