@@ -13,10 +13,26 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from marketflow.db import drop_database, init_database
-
 ADMIN_URL = os.environ.get("MARKETFLOW_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 PG_HOSTPORT = os.environ.get("MARKETFLOW_TEST_PG", "127.0.0.1:5432")
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TEST_ID = f"mf_test_{os.getpid()}"
+
+# Airflow reads its configuration once, at first import: point it at this session's own
+# home and metadata database before any test module imports it.
+os.environ["AIRFLOW_HOME"] = os.path.join("/tmp", f"{TEST_ID}_airflow_home")
+os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = (
+    f"postgresql+psycopg2://marketflow@{PG_HOSTPORT}/{TEST_ID}_airflow"
+)
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = os.path.join(REPO_ROOT, "dags")
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__CORE__EXECUTOR"] = "LocalExecutor"
+os.environ["AIRFLOW__CORE__PARALLELISM"] = "2"
+os.environ["AIRFLOW__LOGGING__LOGGING_LEVEL"] = "INFO"
+os.environ.pop("MARKETFLOW_DATABASE_URL", None)
+os.environ.pop("MLFLOW_TRACKING_URI", None)
+
+from marketflow.db import drop_database, init_database  # noqa: E402
 
 
 def _test_url(name: str, user: str = "marketflow") -> str:
@@ -31,7 +47,7 @@ def admin_url() -> str:
 @pytest.fixture(scope="session")
 def database_url(admin_url: str) -> Iterator[str]:
     """A bootstrapped MarketFlow database shared by the whole session."""
-    name = f"mf_test_{os.getpid()}"
+    name = TEST_ID
     url = _test_url(name)
     drop_database(admin_url, name)
     init_database(url, admin_url)
@@ -45,7 +61,7 @@ def make_database(admin_url: str) -> Iterator[Callable[[], str]]:
     created: list[str] = []
 
     def _make() -> str:
-        name = f"mf_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+        name = f"{TEST_ID}_{uuid.uuid4().hex[:8]}"
         init_database(_test_url(name), admin_url)
         created.append(name)
         return _test_url(name)

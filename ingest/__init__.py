@@ -1,0 +1,1 @@
+"""Market-data providers and the PostgreSQL loader. No Airflow imports here."""

@@ -1,0 +1,290 @@
+"""`marketflow` — run any stage without Airflow, or the whole local stack for the demo.
+
+The commands call the same functions as the Airflow tasks do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+from marketflow.settings import REPO_ROOT, get_settings
+
+log = logging.getLogger("marketflow")
+DAG_CHAIN = [
+    "marketflow_ingest",
+    "marketflow_features",
+    "marketflow_training",
+    "marketflow_scoring",
+    "marketflow_monitoring",
+]
+
+
+def _date(value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {value!r}") from None
+
+
+def cmd_db_init(args: argparse.Namespace) -> int:
+    from marketflow.db import init_all
+
+    init_all(extra_databases=("airflow", "mlflow"))
+    print(f"databases ready: {get_settings().database_url.rsplit('/', 1)[-1]}, airflow, mlflow")
+    return 0
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from ingest.loader import ingest
+
+    settings = get_settings()
+    symbols = [s for s in (args.symbols or "").split(",") if s] or None
+    result = ingest(
+        settings.database_url, args.provider or settings.data_provider, symbols, args.start, args.end
+    )
+    print(result.summary())
+    return 0
+
+
+def cmd_features(args: argparse.Namespace) -> int:
+    from expectations.checkpoint import validate_or_raise
+    from marketflow.dbt import build
+
+    url = get_settings().database_url
+    print(validate_or_raise(url, "raw_prices").describe())
+    build(url)
+    print(validate_or_raise(url, "features_daily").describe())
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from expectations.checkpoint import run_checkpoint
+
+    summary = run_checkpoint(get_settings().database_url, args.suite)
+    print(summary.describe())
+    return 0 if summary.success else 1
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from ml.train import train
+
+    result = train(get_settings().database_url)
+    print(f"{result.best_model} registered as v{result.version}; {result.reason}")
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from ml.scoring import score_latest
+
+    r = score_latest(get_settings().database_url, as_of=args.as_of)
+    print(f"{r.rows} signals for {r.trade_date} from {r.model_name} v{r.model_version}")
+    return 0
+
+
+def cmd_drift(args: argparse.Namespace) -> int:
+    from ml.monitoring import drift_for_champion
+
+    r = drift_for_champion(get_settings().database_url)
+    print(f"drift detected: {r.drift_detected} ({r.share_drifted:.0%}); report {r.report_path}")
+    return 0
+
+
+def cmd_run_all(args: argparse.Namespace) -> int:
+    """The whole chain in this process, without Airflow."""
+    for step in (cmd_db_init, cmd_ingest, cmd_features, cmd_train, cmd_score, cmd_drift):
+        print(f"== {step.__name__.removeprefix('cmd_')}")
+        if step(args) != 0:
+            return 1
+    return cmd_summary(args)
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    from marketflow.summary import collect, render
+
+    print(render(collect(), urls=getattr(args, "urls", True)))
+    return 0
+
+
+def _airflow(*argv: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    airflow = str(Path(sys.executable).parent / "airflow")
+    proc = subprocess.run(
+        [airflow, *argv], env={**os.environ, **env}, capture_output=True, text=True, cwd=REPO_ROOT
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"airflow {' '.join(argv)} failed:\n{proc.stderr[-4000:]}")
+    return proc
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    """Databases, Airflow/MLflow migrations, dbt manifest, then every service."""
+    from marketflow import services
+    from marketflow.dbt import run_dbt
+
+    settings = get_settings()
+    t0 = time.monotonic()
+    cmd_db_init(args)
+    env = services.airflow_env(settings)
+    print("migrating Airflow's metadata database ...")
+    _airflow("db", "migrate", env=env)
+    print("parsing the dbt project (manifest for Cosmos) ...")
+    run_dbt(["parse"], settings.database_url)
+    print("serializing DAGs ...")
+    _airflow("dags", "reserialize", env=env)
+    print("starting services ...")
+    services.start_all(settings)
+    print(f"stack up in {time.monotonic() - t0:.0f}s")
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    from marketflow import services
+
+    services.stop_all()
+    return 0
+
+
+def _airflow_db_url() -> str:
+    from marketflow.settings import with_database
+
+    return with_database(get_settings().database_url, "airflow")
+
+
+def _wait_for_chain(since_id: int, timeout: float) -> bool:
+    """Follow the DAG runs created after `since_id` until the last DAG of the chain ends."""
+    import psycopg2
+
+    deadline = time.monotonic() + timeout
+    reported: dict[str, str] = {}
+    last_dag = DAG_CHAIN[-1]
+    while time.monotonic() < deadline:
+        with psycopg2.connect(_airflow_db_url()) as conn, conn.cursor() as cur:
+            cur.execute(
+                "select dag_id, state from dag_run where id > %s and dag_id = any(%s) order by id",
+                (since_id, DAG_CHAIN),
+            )
+            runs = cur.fetchall()
+        conn.close()
+        for dag_id, state in runs:
+            if reported.get(dag_id) != state:
+                reported[dag_id] = state
+                print(f"  {dag_id:<24} {state}", flush=True)
+            if state == "failed":
+                print(
+                    f"\n{dag_id} failed: open http://127.0.0.1:8080/dags/{dag_id} for its task logs",
+                    file=sys.stderr,
+                )
+                return False
+        if reported.get(last_dag) == "success":
+            return True
+        time.sleep(3)
+    print(f"timed out after {timeout:.0f}s waiting for the DAG chain", file=sys.stderr)
+    return False
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    import json
+
+    import psycopg2
+
+    from marketflow import services
+
+    t0 = time.monotonic()
+    cmd_up(args)
+    env = services.airflow_env()
+    with psycopg2.connect(_airflow_db_url()) as conn, conn.cursor() as cur:
+        cur.execute("select coalesce(max(id), 0) from dag_run")
+        since = cur.fetchone()[0]
+    conn.close()
+    conf = {"provider": "sample", "start": args.start, "end": args.end}
+    print(f"triggering marketflow_ingest with {conf}; the rest follows through Assets ...")
+    _airflow("dags", "trigger", "marketflow_ingest", "--conf", json.dumps(conf), env=env)
+    if not _wait_for_chain(since, timeout=args.timeout):
+        return 1
+    cmd_summary(args)
+    print(f"\ndemo finished in {time.monotonic() - t0:.0f}s")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="marketflow", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    db = sub.add_parser("db", help="database setup")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    db_sub.add_parser("init", help="create roles, databases and schemas (idempotent)").set_defaults(
+        func=cmd_db_init
+    )
+
+    p = sub.add_parser("ingest", help="load prices from a provider into raw.prices")
+    p.add_argument("--provider", help="sample (default: $MARKETFLOW_DATA_PROVIDER)")
+    p.add_argument("--start", type=_date)
+    p.add_argument("--end", type=_date)
+    p.add_argument("--symbols", help="comma-separated, default all")
+    p.set_defaults(func=cmd_ingest)
+
+    sub.add_parser("features", help="validate raw, dbt build, validate marts").set_defaults(
+        func=cmd_features
+    )
+    p = sub.add_parser("validate", help="run one Great Expectations checkpoint")
+    p.add_argument("suite", choices=["raw_prices", "features_daily"])
+    p.set_defaults(func=cmd_validate)
+    sub.add_parser("train", help="train, log to MLflow, register, gate promotion").set_defaults(
+        func=cmd_train
+    )
+    p = sub.add_parser("score", help="champion scores the latest date into signals")
+    p.add_argument("--as-of", type=_date)
+    p.set_defaults(func=cmd_score)
+    sub.add_parser("drift", help="Evidently drift report for the champion").set_defaults(
+        func=cmd_drift
+    )
+    p = sub.add_parser("run-all", help="every stage in this process, without Airflow")
+    for name in ("provider", "symbols"):
+        p.add_argument(f"--{name}")
+    p.add_argument("--start", type=_date)
+    p.add_argument("--end", type=_date)
+    p.add_argument("--as-of", type=_date)
+    p.set_defaults(func=cmd_run_all)
+    sub.add_parser("summary", help="print what the last pipeline run produced").set_defaults(
+        func=cmd_summary
+    )
+    sub.add_parser("up", help="start Airflow, MLflow and the API (pid files)").set_defaults(
+        func=cmd_up
+    )
+    sub.add_parser("down", help="stop what `up`/`demo` started").set_defaults(func=cmd_down)
+    p = sub.add_parser("demo", help="up, then run the whole DAG chain on the sample data")
+    p.add_argument("--start", default="2000-01-01")
+    p.add_argument("--end", default="2013-12-31")
+    p.add_argument("--timeout", type=float, default=1800)
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    for noisy in ("great_expectations", "alembic", "urllib3", "matplotlib"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # noqa: BLE001 - one readable line, the traceback with -v
+        if args.verbose:
+            raise
+        print(f"marketflow {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,213 @@
+"""Start and stop the local stack (Airflow, MLflow, the API) as plain processes with pid files.
+
+`make demo` starts them, `make down` stops exactly what was started, by pid file. Each
+process gets its own session so that stopping it takes its workers along.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from marketflow.settings import REPO_ROOT, Settings, get_settings, with_database
+
+BIN = Path(sys.executable).parent
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    argv: list[str]
+    health_url: str | None
+    env: dict[str, str]
+
+
+def run_dir(settings: Settings) -> Path:
+    path = settings.data_dir / "run"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def airflow_env(settings: Settings | None = None) -> dict[str, str]:
+    """The environment every Airflow component (and `airflow` CLI call) of the demo shares."""
+    settings = settings or get_settings()
+    home = settings.data_dir / "airflow"
+    home.mkdir(parents=True, exist_ok=True)
+    secret_file = home / "jwt_secret"
+    if not secret_file.exists():
+        secret_file.write_text(secrets.token_urlsafe(32))
+        secret_file.chmod(0o600)
+    airflow_db = with_database(settings.database_url, "airflow").replace(
+        "postgresql://", "postgresql+psycopg2://", 1
+    )
+    port = os.environ.get("MARKETFLOW_AIRFLOW_PORT", "8080")
+    return {
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__PARALLELISM": "4",
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+        "AIRFLOW__API__PORT": port,
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__API__WORKERS": "1",
+        "AIRFLOW__API_AUTH__JWT_SECRET": secret_file.read_text().strip(),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": airflow_db,
+        "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "True",
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
+        "MARKETFLOW_DATABASE_URL": settings.database_url,
+        "MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri,
+        "MARKETFLOW_DATA_DIR": str(settings.data_dir),
+        "PYTHONPATH": str(REPO_ROOT),
+    }
+
+
+def services(settings: Settings | None = None) -> list[Service]:
+    settings = settings or get_settings()
+    af = airflow_env(settings)
+    mlflow_db = with_database(settings.database_url, "mlflow")
+    mlflow_port = settings.mlflow_tracking_uri.rsplit(":", 1)[-1].strip("/") or "5000"
+    api_bind = os.environ.get("MARKETFLOW_API_BIND", "127.0.0.1:8000")
+    api_db = os.environ.get(
+        "MARKETFLOW_API_DATABASE_URL",
+        settings.database_url.replace("//marketflow@", "//marketflow_api@", 1),
+    )
+    return [
+        Service(
+            "mlflow",
+            [
+                str(BIN / "mlflow"), "server",
+                "--backend-store-uri", mlflow_db,
+                "--artifacts-destination", str(settings.artifact_root),
+                "--host", "127.0.0.1", "--port", mlflow_port, "--workers", "1",
+            ],
+            f"http://127.0.0.1:{mlflow_port}/health",
+            {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+        ),
+        Service(
+            "airflow-api-server",
+            [str(BIN / "airflow"), "api-server"],
+            f"http://127.0.0.1:{af['AIRFLOW__API__PORT']}/api/v2/monitor/health",
+            af,
+        ),
+        Service("airflow-scheduler", [str(BIN / "airflow"), "scheduler"], None, af),
+        Service("airflow-dag-processor", [str(BIN / "airflow"), "dag-processor"], None, af),
+        Service(
+            "api",
+            [str(BIN / "gunicorn"), "-c", str(REPO_ROOT / "api" / "gunicorn.conf.py")],
+            f"http://{api_bind}/api/v1/health",
+            {"MARKETFLOW_API_BIND": api_bind, "MARKETFLOW_API_DATABASE_URL": api_db},
+        ),
+    ]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _pid(path: Path) -> int | None:
+    try:
+        pid = int(path.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+    return pid if _alive(pid) else None
+
+
+def wait_http(url: str, timeout: float = 120.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=3) as resp:
+                if resp.status < 500:
+                    return True
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        except urllib.error.HTTPError as exc:  # pragma: no cover - HTTPError is a URLError
+            if exc.code < 500:
+                return True
+        time.sleep(1)
+    return False
+
+
+def start_all(settings: Settings | None = None, echo=print) -> None:
+    settings = settings or get_settings()
+    rd = run_dir(settings)
+    logs = rd / "logs"
+    logs.mkdir(exist_ok=True)
+    for svc in services(settings):
+        pidfile = rd / f"{svc.name}.pid"
+        if _pid(pidfile):
+            echo(f"  {svc.name:<22} already running (pid {_pid(pidfile)})")
+            continue
+        log = open(logs / f"{svc.name}.log", "ab")  # noqa: SIM115 - handed to the child
+        proc = subprocess.Popen(
+            svc.argv,
+            cwd=REPO_ROOT,
+            env={**os.environ, **svc.env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        pidfile.write_text(str(proc.pid))
+        echo(f"  {svc.name:<22} started (pid {proc.pid}, log {logs / (svc.name + '.log')})")
+    for svc in services(settings):
+        if svc.health_url and not wait_http(svc.health_url, timeout=180):
+            raise RuntimeError(
+                f"{svc.name} did not become healthy at {svc.health_url}; "
+                f"see {logs / (svc.name + '.log')}"
+            )
+
+
+def stop_all(settings: Settings | None = None, echo=print, timeout: float = 30.0) -> None:
+    settings = settings or get_settings()
+    rd = run_dir(settings)
+    for svc in reversed(services(settings)):
+        pidfile = rd / f"{svc.name}.pid"
+        pid = _pid(pidfile)
+        if pid is None:
+            pidfile.unlink(missing_ok=True)
+            continue
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and _alive(pid):
+            time.sleep(0.5)
+        if _alive(pid):
+            os.killpg(pid, signal.SIGKILL)
+        pidfile.unlink(missing_ok=True)
+        echo(f"  stopped {svc.name} (pid {pid})")
+
+
+def status(settings: Settings | None = None) -> dict[str, int | None]:
+    settings = settings or get_settings()
+    rd = run_dir(settings)
+    return {svc.name: _pid(rd / f"{svc.name}.pid") for svc in services(settings)}
+
+
+def airflow_password(settings: Settings | None = None) -> str | None:
+    settings = settings or get_settings()
+    path = settings.data_dir / "airflow" / "simple_auth_manager_passwords.json.generated"
+    try:
+        return json.loads(path.read_text()).get("admin")
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
