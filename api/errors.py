@@ -1,0 +1,52 @@
+"""Every error leaves the API as JSON: `{"error": <short code>, "detail": <human text>}`."""
+
+from __future__ import annotations
+
+import psycopg2
+import psycopg2.errors
+from flask import Flask, Response, current_app, jsonify
+from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Response as WerkzeugResponse
+
+
+def error_response(status: int, error: str, detail: str) -> Response:
+    response = jsonify(error=error, detail=detail)
+    response.status_code = status
+    return response
+
+
+def _error_code(exc: HTTPException) -> str:
+    # "Method Not Allowed" -> "method_not_allowed"
+    return (exc.name or "error").lower().replace(" ", "_").replace("'", "")
+
+
+def handle_http_exception(exc: HTTPException) -> WerkzeugResponse:
+    # Start from werkzeug's own response to keep its headers (Allow on 405, Retry-After...).
+    response = exc.get_response()
+    body = jsonify(error=_error_code(exc), detail=exc.description or exc.name)
+    response.set_data(body.get_data())
+    response.content_type = body.content_type
+    return response
+
+
+def handle_query_canceled(exc: psycopg2.errors.QueryCanceled) -> Response:
+    current_app.logger.warning("database query canceled: %s", str(exc).strip())
+    return error_response(503, "service_unavailable", "database query timed out")
+
+
+def handle_operational_error(exc: psycopg2.OperationalError) -> Response:
+    current_app.logger.warning("database unreachable: %s", str(exc).strip())
+    return error_response(503, "service_unavailable", "database unreachable")
+
+
+def handle_unexpected_error(exc: Exception) -> Response:
+    current_app.logger.exception("unhandled error")
+    return error_response(500, "internal_server_error", "an unexpected error occurred")
+
+
+def init_app(app: Flask) -> None:
+    app.register_error_handler(HTTPException, handle_http_exception)
+    # QueryCanceled (statement_timeout) is an OperationalError; the most specific handler wins.
+    app.register_error_handler(psycopg2.errors.QueryCanceled, handle_query_canceled)
+    app.register_error_handler(psycopg2.OperationalError, handle_operational_error)
+    app.register_error_handler(Exception, handle_unexpected_error)

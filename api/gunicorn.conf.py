@@ -1,0 +1,24 @@
+"""gunicorn settings for the API: `gunicorn -c api/gunicorn.conf.py`.
+
+Read from the same `MARKETFLOW_API_*` variables as the app (see api/settings.py).
+"""
+
+from api.settings import get_api_settings
+
+_settings = get_api_settings()
+
+wsgi_app = "api.wsgi:app"
+bind = [_settings.bind]
+workers = _settings.workers
+pidfile = _settings.pidfile
+accesslog = "-"
+errorlog = "-"
+# Each worker opens its own database connections on its first request, after the fork.
+preload_app = False
+graceful_timeout = 10
+# gunicorn >= 25.1 opens a control socket at one path per user ($HOME/.gunicorn/gunicorn.ctl),
+# which a second instance on the same host (a test run beside the demo) would take over.
+if _settings.control_socket:
+    control_socket = _settings.control_socket
+else:
+    control_socket_disable = True
