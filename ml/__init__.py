@@ -1,0 +1,1 @@
+"""MarketFlow ML: datasets, models, training, evaluation, scoring and drift monitoring."""
