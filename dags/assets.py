@@ -2,12 +2,18 @@
 
 from airflow.sdk import Asset
 
-RAW_PRICES = Asset("postgres://marketflow/raw/prices", name="raw_prices", group="marketflow")
+RAW_PRICES = Asset(
+    name="raw_prices", uri="postgres://marketflow/raw/prices", group="marketflow"
+)
 FEATURES = Asset(
-    "postgres://marketflow/marts/features_daily", name="features_daily", group="marketflow"
+    name="features_daily", uri="postgres://marketflow/marts/features_daily", group="marketflow"
 )
-MODEL = Asset("mlflow://marketflow/models/marketflow_signal", name="model", group="marketflow")
+MODEL = Asset(
+    name="model", uri="mlflow://marketflow/models/marketflow_signal", group="marketflow"
+)
 SIGNALS = Asset(
-    "postgres://marketflow/signals/daily_signals", name="daily_signals", group="marketflow"
+    name="daily_signals", uri="postgres://marketflow/signals/daily_signals", group="marketflow"
 )
-DRIFT = Asset("postgres://marketflow/monitoring/drift_runs", name="drift_runs", group="marketflow")
+DRIFT = Asset(
+    name="drift_runs", uri="postgres://marketflow/monitoring/drift_runs", group="marketflow"
+)

@@ -7,8 +7,8 @@ from datetime import timedelta
 from pathlib import Path
 
 from airflow.sdk import dag, task
-from assets import FEATURES, RAW_PRICES
-from common import DEFAULT_ARGS, START_DATE, database_url
+from dags.assets import FEATURES, RAW_PRICES
+from dags.common import DEFAULT_ARGS, START_DATE, database_url
 from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
 from cosmos.constants import InvocationMode, LoadMode, TestBehavior
 

@@ -3,8 +3,8 @@
 from datetime import timedelta
 
 from airflow.sdk import Param, dag, task
-from assets import RAW_PRICES
-from common import DEFAULT_ARGS, START_DATE, database_url
+from dags.assets import RAW_PRICES
+from dags.common import DEFAULT_ARGS, START_DATE, database_url
 
 LOOKBACK_DAYS = 5  # re-load a few days so late corrections land
 

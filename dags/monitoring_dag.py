@@ -3,8 +3,8 @@
 from datetime import timedelta
 
 from airflow.sdk import dag, task
-from assets import DRIFT, SIGNALS
-from common import DEFAULT_ARGS, START_DATE, database_url
+from dags.assets import DRIFT, SIGNALS
+from dags.common import DEFAULT_ARGS, START_DATE, database_url
 
 
 @dag(

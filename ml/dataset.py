@@ -57,11 +57,23 @@ def load_frame(
         query += f", l.{label} from marts.features_daily f join marts.labels_daily l using (symbol, trade_date)"
     else:
         query += " from marts.features_daily f"
-    with psycopg2.connect(database_url) as conn:
-        frame = pd.read_sql_query(query, conn)  # type: ignore[call-overload]
-    conn.close()
+    frame = read_sql(database_url, query)
     frame = frame.dropna(subset=features + ([label] if with_label else []))
     return frame.sort_values(["trade_date", "symbol"]).reset_index(drop=True)
+
+
+def read_sql(database_url: str, query: str, args: tuple = ()) -> pd.DataFrame:
+    """Run a query and return a DataFrame (plain psycopg2; no SQLAlchemy engine needed)."""
+    with psycopg2.connect(database_url) as conn, conn.cursor() as cur:
+        cur.execute(query, args)
+        columns = [d.name for d in cur.description]
+        rows = cur.fetchall()
+    conn.close()
+    frame = pd.DataFrame(rows, columns=columns)
+    for col in columns:
+        if frame[col].dtype == object and col not in ("symbol", "trade_date"):
+            frame[col] = pd.to_numeric(frame[col])
+    return frame
 
 
 def time_split(

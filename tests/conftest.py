@@ -75,3 +75,19 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def mlflow_store(admin_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """A real MLflow tracking store (PostgreSQL backend, local artifact folder), no server."""
+    from marketflow.db import ensure_database
+
+    name = f"{TEST_ID}_mlflow"
+    drop_database(admin_url, name)
+    ensure_database(admin_url, name, "marketflow")
+    data_dir = tmp_path_factory.mktemp("mf_data")
+    yield {
+        "MLFLOW_TRACKING_URI": f"postgresql+psycopg2://marketflow@{PG_HOSTPORT}/{name}",
+        "MARKETFLOW_DATA_DIR": str(data_dir),
+    }
+    drop_database(admin_url, name)
