@@ -1,0 +1,255 @@
+"""Run a suite against its table through a Great Expectations checkpoint and record the outcome.
+
+Each run builds an ephemeral GX context (nothing is written to disk), a Postgres data source,
+a whole-table batch, a validation definition and a checkpoint, runs it, disposes of the
+SQLAlchemy engines it opened, and writes one row to `monitoring.validation_runs`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import psycopg2
+from psycopg2.extras import Json
+
+from expectations._gx import load_gx
+from expectations.suites import KEY_COLUMNS, SUITES
+
+log = logging.getLogger(__name__)
+
+# Rows shown per failed expectation, identified by their key columns.
+EXAMPLE_ROWS = 5
+_DOMAIN_KWARGS = ("batch_id", "column", "column_list", "column_A", "column_B")
+
+
+@dataclass(frozen=True)
+class ValidationSummary:
+    suite: str
+    data_asset: str
+    success: bool
+    evaluated: int
+    failed: int
+    # One dict per failed expectation: expectation, column, expected, observed (JSON-safe).
+    failed_expectations: list[dict[str, Any]] = field(default_factory=list)
+    # Id of the `monitoring.validation_runs` row that records this run.
+    validation_run_id: int | None = None
+
+    def describe(self) -> str:
+        verdict = "passed" if self.success else "FAILED"
+        head = (
+            f"suite {self.suite} on {self.data_asset} {verdict}: "
+            f"{self.evaluated - self.failed}/{self.evaluated} expectations met"
+        )
+        return "\n".join([head, *(f"  - {_describe_failure(f)}" for f in self.failed_expectations)])
+
+
+class ValidationFailed(RuntimeError):
+    """A suite found bad data; the message lists every failed expectation."""
+
+    def __init__(self, summary: ValidationSummary) -> None:
+        super().__init__(summary.describe())
+        self.summary = summary
+
+
+def run_checkpoint(database_url: str, suite: str) -> ValidationSummary:
+    """Validate the table behind `suite`, record the run and return its summary.
+
+    Bad data gives `success=False`; a missing table or an unreachable database raises.
+    """
+    if suite not in SUITES:
+        raise ValueError(f"unknown suite {suite!r}; known suites: {', '.join(sorted(SUITES))}")
+    schema, table, build_suite = SUITES[suite]
+    data_asset = f"{schema}.{table}"
+
+    started = time.perf_counter()
+    result = _run_gx_checkpoint(database_url, suite, schema, table, build_suite)
+    statistics = result.statistics
+    failures = [_failure(r) for r in result.results if not r.success]
+    summary = ValidationSummary(
+        suite=suite,
+        data_asset=data_asset,
+        success=bool(result.success),
+        evaluated=int(statistics["evaluated_expectations"]),
+        failed=int(statistics["unsuccessful_expectations"]),
+        failed_expectations=failures,
+    )
+    summary = _record(database_url, summary)
+
+    elapsed = time.perf_counter() - started
+    level = logging.INFO if summary.success else logging.WARNING
+    log.log(level, "checkpoint ran in %.1fs: %s", elapsed, summary.describe())
+    return summary
+
+
+def validate_or_raise(database_url: str, suite: str) -> ValidationSummary:
+    """`run_checkpoint`, raising `ValidationFailed` when any expectation fails."""
+    summary = run_checkpoint(database_url, suite)
+    if not summary.success:
+        raise ValidationFailed(summary)
+    return summary
+
+
+def _run_gx_checkpoint(
+    database_url: str, suite_name: str, schema: str, table: str, build_suite: Callable[[], Any]
+) -> Any:
+    """Run the checkpoint; returns GX's ExpectationSuiteValidationResult."""
+    gx = load_gx()
+    from great_expectations.data_context.types.base import (
+        DataContextConfig,
+        InMemoryStoreBackendDefaults,
+        ProgressBarsConfig,
+    )
+
+    context = gx.get_context(
+        mode="ephemeral",
+        project_config=DataContextConfig(
+            # No temporary Data Docs site, no tqdm bars in task logs, no usage statistics.
+            store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
+            progress_bars=ProgressBarsConfig(globally=False),
+            analytics_enabled=False,
+        ),
+    )
+    datasource = context.data_sources.add_postgres(
+        name="marketflow",
+        connection_string=_sqlalchemy_url(database_url),
+        # Read only: no temp tables. GX 1.14+ deprecates a table asset's `schema_name` in
+        # favour of the connection's own schema, which for Postgres is its search_path.
+        create_temp_table=False,
+        kwargs={"connect_args": {"options": f"-csearch_path={schema}"}},
+    )
+    try:
+        batch = datasource.add_table_asset(
+            name=f"{schema}.{table}", table_name=table
+        ).add_batch_definition_whole_table("whole_table")
+        suite = context.suites.add(build_suite())
+        validation = context.validation_definitions.add(
+            gx.ValidationDefinition(name=suite_name, data=batch, suite=suite)
+        )
+        checkpoint = context.checkpoints.add(
+            gx.Checkpoint(
+                name=f"{suite_name}_checkpoint",
+                validation_definitions=[validation],
+                result_format={
+                    "result_format": "SUMMARY",
+                    "partial_unexpected_count": EXAMPLE_ROWS,
+                    "unexpected_index_column_names": list(KEY_COLUMNS),
+                },
+            )
+        )
+        checkpoint_result = checkpoint.run()
+        (result,) = checkpoint_result.run_results.values()
+        return result
+    finally:
+        # The data source and its execution engine each hold a pooled connection.
+        datasource.get_execution_engine().close()
+        datasource.get_engine().dispose()
+
+
+def _failure(result: Any) -> dict[str, Any]:
+    config = result.expectation_config
+    kwargs = config.kwargs
+    return _json_safe(
+        {
+            "expectation": config.type,
+            "column": _column_label(kwargs),
+            "expected": {k: v for k, v in kwargs.items() if k not in _DOMAIN_KWARGS},
+            "observed": _observed(result),
+        }
+    )
+
+
+def _column_label(kwargs: dict[str, Any]) -> str | None:
+    if "column" in kwargs:
+        return kwargs["column"]
+    if "column_list" in kwargs:
+        return ", ".join(kwargs["column_list"])
+    if "column_A" in kwargs:
+        return f"{kwargs['column_A']}, {kwargs['column_B']}"
+    return None
+
+
+def _observed(result: Any) -> Any:
+    error = _exception_message(result.exception_info)
+    if error:
+        return {"error": error}
+    details = result.result or {}
+    if "observed_value" in details:
+        return details["observed_value"]
+    return {
+        "unexpected_count": details.get("unexpected_count"),
+        "unexpected_percent": details.get("unexpected_percent"),
+        "examples": details.get("partial_unexpected_index_list")
+        or details.get("partial_unexpected_list")
+        or [],
+    }
+
+
+def _exception_message(exception_info: Any) -> str | None:
+    """GX reports an expectation's own error flat, and metric errors keyed by metric id."""
+    if not exception_info:
+        return None
+    infos = [exception_info] if "raised_exception" in exception_info else exception_info.values()
+    messages = [i.get("exception_message") for i in infos if i.get("raised_exception")]
+    return "; ".join(sorted({m for m in messages if m})) or None
+
+
+def _describe_failure(failure: dict[str, Any]) -> str:
+    column = f" [{failure['column']}]" if failure.get("column") else ""
+    expected = ", ".join(f"{k}={v}" for k, v in failure.get("expected", {}).items())
+    observed = failure.get("observed")
+    if isinstance(observed, dict) and "error" in observed:
+        found = f"error: {observed['error']}"
+    elif isinstance(observed, dict):
+        examples = "; ".join(json.dumps(e) for e in observed.get("examples", [])[:EXAMPLE_ROWS])
+        percent = observed.get("unexpected_percent")
+        share = f" ({percent:.2f}%)" if isinstance(percent, int | float) else ""
+        found = f"{observed.get('unexpected_count')} unexpected row(s){share}, e.g. {examples}"
+    else:
+        found = f"observed {observed}"
+    return f"{failure['expectation']}{column} expected {expected or 'to hold'}; {found}"
+
+
+def _record(database_url: str, summary: ValidationSummary) -> ValidationSummary:
+    conn = psycopg2.connect(_libpq_url(database_url))
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute(
+                """
+                insert into monitoring.validation_runs
+                    (suite, data_asset, success, evaluated, failed, failed_expectations)
+                values (%s, %s, %s, %s, %s, %s)
+                returning id
+                """,
+                (
+                    summary.suite,
+                    summary.data_asset,
+                    summary.success,
+                    summary.evaluated,
+                    summary.failed,
+                    Json(summary.failed_expectations),
+                ),
+            )
+            (run_id,) = cur.fetchone()
+    finally:
+        conn.close()
+    return replace(summary, validation_run_id=run_id)
+
+
+def _json_safe(value: Any) -> Any:
+    """Dates to ISO strings, tuples to lists: what jsonb and the logs can carry."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def _sqlalchemy_url(url: str) -> str:
+    scheme, _, rest = url.partition("://")
+    return f"postgresql+psycopg2://{rest}" if scheme in ("postgresql", "postgres") else url
+
+
+def _libpq_url(url: str) -> str:
+    scheme, _, rest = url.partition("://")
+    return f"postgresql://{rest}" if scheme.startswith("postgresql+") else url
