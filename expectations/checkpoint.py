@@ -39,6 +39,17 @@ class ValidationSummary:
     # Id of the `monitoring.validation_runs` row that records this run.
     validation_run_id: int | None = None
 
+    def as_dict(self) -> dict[str, Any]:
+        """A small JSON-safe dict (what an Airflow task returns to XCom)."""
+        return {
+            "suite": self.suite,
+            "data_asset": self.data_asset,
+            "success": self.success,
+            "evaluated": self.evaluated,
+            "failed": self.failed,
+            "validation_run_id": self.validation_run_id,
+        }
+
     def describe(self) -> str:
         verdict = "passed" if self.success else "FAILED"
         head = (

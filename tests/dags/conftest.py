@@ -17,7 +17,9 @@ from marketflow.settings import database_name
 
 def _airflow(*args: str) -> None:
     airflow = str(Path(sys.executable).parent / "airflow")
-    proc = subprocess.run([airflow, *args], capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [airflow, *args], capture_output=True, text=True, timeout=600, env=dict(os.environ)
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"airflow {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
 
@@ -35,5 +37,22 @@ def airflow_db(admin_url: str) -> Iterator[str]:
     shutil.rmtree(os.environ["AIRFLOW_HOME"], ignore_errors=True)
 
 
-def reserialize() -> None:
-    _airflow("dags", "reserialize")
+@pytest.fixture
+def dag_runner(airflow_db: str, monkeypatch: pytest.MonkeyPatch):
+    """Parse the DAGs against the given environment and run one with `dag.test()`."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    dags_dir = str(Path(__file__).resolve().parents[2] / "dags")
+
+    def configure(**env: str) -> None:
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        _airflow("dags", "reserialize")
+
+    def run(dag_id: str, conf: dict | None = None):
+        bag = DagBag(dags_dir)
+        assert not bag.import_errors, bag.import_errors
+        return bag.get_dag(dag_id).test(run_conf=conf)
+
+    run.configure = configure  # type: ignore[attr-defined]
+    return run

@@ -1,0 +1,80 @@
+"""The whole DAG chain through real Airflow runs (`dag.test()`), real dbt, real Great
+Expectations, a real MLflow store and Evidently, on the built-in sample data; then the API."""
+
+from __future__ import annotations
+
+import psycopg2
+import pytest
+
+from marketflow.settings import Settings
+
+pytestmark = pytest.mark.e2e
+
+CHAIN = [
+    "marketflow_features",
+    "marketflow_training",
+    "marketflow_scoring",
+    "marketflow_monitoring",
+]
+
+
+def _task_states(run) -> dict[str, str]:
+    return {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
+
+
+def _asset_events(asset_name: str, airflow_db: str) -> int:
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import func, select
+
+    with create_session() as session:
+        return session.scalar(
+            select(func.count())
+            .select_from(AssetEvent)
+            .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+            .where(AssetModel.name == asset_name)
+        )
+
+
+def test_sample_data_flows_from_ingest_to_api(dag_runner, database_url, mlflow_store, airflow_db):
+    dag_runner.configure(MARKETFLOW_DATABASE_URL=database_url, **mlflow_store)
+
+    run = dag_runner("marketflow_ingest", {"provider": "sample", "start": "2000-01-01", "end": "2013-12-31"})
+    assert str(run.state) == "success", _task_states(run)
+    assert _asset_events("raw_prices", airflow_db) >= 1
+
+    for dag_id in CHAIN:
+        run = dag_runner(dag_id)
+        assert str(run.state) == "success", f"{dag_id}: {_task_states(run)}"
+
+    for asset in ("features_daily", "model", "daily_signals", "drift_runs"):
+        assert _asset_events(asset, airflow_db) >= 1, asset
+
+    with psycopg2.connect(database_url) as conn, conn.cursor() as cur:
+        cur.execute("select count(*) from raw.prices")
+        assert cur.fetchone()[0] == 12154
+        cur.execute("select count(*) from marts.features_daily")
+        assert cur.fetchone()[0] == 12154
+        cur.execute("select suite, success from monitoring.validation_runs order by id")
+        assert [tuple(r) for r in cur.fetchall()] == [("raw_prices", True), ("features_daily", True)]
+        cur.execute("select count(*), bool_and(report_path like '%.html') from monitoring.drift_runs")
+        assert tuple(cur.fetchone()) == (1, True)
+    conn.close()
+
+    from mlflow import MlflowClient
+
+    settings = Settings()
+    client = MlflowClient(mlflow_store["MLFLOW_TRACKING_URI"])
+    champion = client.get_model_version_by_alias(settings.model_name, "champion")
+
+    from api import create_app
+
+    api_url = database_url.replace("//marketflow@", "//marketflow_api@", 1)
+    app = create_app({"DATABASE_URL": api_url, "TESTING": True})
+    resp = app.test_client().get("/api/v1/signals/latest")
+    assert resp.status_code == 200, resp.get_json()
+    body = resp.get_json()
+    assert body["trade_date"] == "2013-03-01"
+    assert body["count"] == 5
+    assert {s["model_version"] for s in body["signals"]} == {str(champion.version)}
+    assert sorted(s["rank"] for s in body["signals"]) == [1, 2, 3, 4, 5]
