@@ -44,6 +44,14 @@ def marketflow_ingest():
         symbols = [s for s in (params.get("symbols") or "").split(",") if s] or None
         result = ingest(database_url(), provider, symbols, start, end)
         print(result.summary())
+        if not result.changed:
+            from airflow.sdk.exceptions import AirflowSkipException
+
+            # Skipped tasks emit no Asset event: nothing downstream re-runs for unchanged data.
+            raise AirflowSkipException(
+                f"no rows inserted or updated ({result.rows_unchanged} unchanged, "
+                f"{result.rows_rejected} rejected): raw_prices not emitted"
+            )
         return {
             "batch_id": result.batch_id,
             "rows_in": result.rows_in,

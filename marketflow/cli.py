@@ -156,32 +156,42 @@ def _airflow_db_url() -> str:
     return with_database(get_settings().database_url, "airflow")
 
 
-def _wait_for_chain(since_id: int, timeout: float) -> bool:
-    """Follow the DAG runs created after `since_id` until the last DAG of the chain ends."""
+def _wait_for_chain(run_id: str, since_id: int, timeout: float) -> bool:
+    """Follow the triggered ingest run, then the asset-triggered runs after it, to the end."""
     import psycopg2
 
     deadline = time.monotonic() + timeout
-    reported: dict[str, str] = {}
-    last_dag = DAG_CHAIN[-1]
+    reported: dict[tuple[int, str], str] = {}
     while time.monotonic() < deadline:
         with psycopg2.connect(_airflow_db_url()) as conn, conn.cursor() as cur:
             cur.execute(
-                "select dag_id, state from dag_run where id > %s and dag_id = any(%s) order by id",
-                (since_id, DAG_CHAIN),
+                "select id, dag_id, state from dag_run where id > %s and dag_id = any(%s) "
+                "and (run_id = %s or run_type = 'asset_triggered') order by id",
+                (since_id, DAG_CHAIN, run_id),
             )
             runs = cur.fetchall()
+            cur.execute(
+                "select state from task_instance where dag_id = 'marketflow_ingest' "
+                "and run_id = %s and task_id = 'load_prices'",
+                (run_id,),
+            )
+            load_state = (cur.fetchone() or [None])[0]
         conn.close()
-        for dag_id, state in runs:
-            if reported.get(dag_id) != state:
-                reported[dag_id] = state
-                print(f"  {dag_id:<24} {state}", flush=True)
+        for run_pk, dag_id, state in runs:
+            if reported.get((run_pk, dag_id)) != state:
+                reported[(run_pk, dag_id)] = state
+                print(f"  {dag_id:<24} run {run_pk:<5} {state}", flush=True)
             if state == "failed":
                 print(
                     f"\n{dag_id} failed: open http://127.0.0.1:8080/dags/{dag_id} for its task logs",
                     file=sys.stderr,
                 )
                 return False
-        if reported.get(last_dag) == "success":
+        if load_state == "skipped":
+            print("  no new or changed prices: the pipeline is already up to date")
+            return True
+        active = [s for s in reported.values() if s in ("queued", "running")]
+        if any(dag == DAG_CHAIN[-1] and s == "success" for (_, dag), s in reported.items()) and not active:
             return True
         time.sleep(3)
     print(f"timed out after {timeout:.0f}s waiting for the DAG chain", file=sys.stderr)
@@ -203,9 +213,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
         since = cur.fetchone()[0]
     conn.close()
     conf = {"provider": "sample", "start": args.start, "end": args.end}
-    print(f"triggering marketflow_ingest with {conf}; the rest follows through Assets ...")
-    _airflow("dags", "trigger", "marketflow_ingest", "--conf", json.dumps(conf), env=env)
-    if not _wait_for_chain(since, timeout=args.timeout):
+    run_id = f"demo__{time.strftime('%Y%m%dT%H%M%S')}"
+    print(f"triggering marketflow_ingest ({run_id}) with {conf}; the rest follows through Assets ...")
+    _airflow(
+        "dags", "trigger", "marketflow_ingest", "--run-id", run_id, "--conf", json.dumps(conf),
+        env=env,
+    )
+    if not _wait_for_chain(run_id, since, timeout=args.timeout):
         return 1
     cmd_summary(args)
     print(f"\ndemo finished in {time.monotonic() - t0:.0f}s")

@@ -31,6 +31,11 @@ class Service:
     env: dict[str, str]
 
 
+def sqlalchemy_url(url: str) -> str:
+    """SQLAlchemy 2.1 maps plain postgresql:// to psycopg 3; we ship psycopg2."""
+    return url.replace("postgresql://", "postgresql+psycopg2://", 1)
+
+
 def run_dir(settings: Settings) -> Path:
     path = settings.data_dir / "run"
     path.mkdir(parents=True, exist_ok=True)
@@ -46,9 +51,7 @@ def airflow_env(settings: Settings | None = None) -> dict[str, str]:
     if not secret_file.exists():
         secret_file.write_text(secrets.token_urlsafe(32))
         secret_file.chmod(0o600)
-    airflow_db = with_database(settings.database_url, "airflow").replace(
-        "postgresql://", "postgresql+psycopg2://", 1
-    )
+    airflow_db = sqlalchemy_url(with_database(settings.database_url, "airflow"))
     port = os.environ.get("MARKETFLOW_AIRFLOW_PORT", "8080")
     return {
         "AIRFLOW_HOME": str(home),
@@ -76,7 +79,7 @@ def airflow_env(settings: Settings | None = None) -> dict[str, str]:
 def services(settings: Settings | None = None) -> list[Service]:
     settings = settings or get_settings()
     af = airflow_env(settings)
-    mlflow_db = with_database(settings.database_url, "mlflow")
+    mlflow_db = sqlalchemy_url(with_database(settings.database_url, "mlflow"))
     mlflow_port = settings.mlflow_tracking_uri.rsplit(":", 1)[-1].strip("/") or "5000"
     api_bind = os.environ.get("MARKETFLOW_API_BIND", "127.0.0.1:8000")
     api_db = os.environ.get(
@@ -130,9 +133,11 @@ def _pid(path: Path) -> int | None:
     return pid if _alive(pid) else None
 
 
-def wait_http(url: str, timeout: float = 120.0) -> bool:
+def wait_http(url: str, timeout: float = 120.0, pid: int | None = None) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if pid is not None and not _alive(pid):
+            return False
         try:
             with urllib.request.urlopen(url, timeout=3) as resp:
                 if resp.status < 500:
@@ -169,10 +174,12 @@ def start_all(settings: Settings | None = None, echo=print) -> None:
         pidfile.write_text(str(proc.pid))
         echo(f"  {svc.name:<22} started (pid {proc.pid}, log {logs / (svc.name + '.log')})")
     for svc in services(settings):
-        if svc.health_url and not wait_http(svc.health_url, timeout=180):
+        pid = _pid(rd / f"{svc.name}.pid")
+        if pid is None or (svc.health_url and not wait_http(svc.health_url, 180, pid)):
+            log_file = logs / f"{svc.name}.log"
+            tail = "\n".join(log_file.read_text(errors="replace").splitlines()[-15:])
             raise RuntimeError(
-                f"{svc.name} did not become healthy at {svc.health_url}; "
-                f"see {logs / (svc.name + '.log')}"
+                f"{svc.name} did not start (health {svc.health_url}); last lines of {log_file}:\n{tail}"
             )
 
 
