@@ -2,15 +2,11 @@
 
 from airflow.sdk import Asset
 
-RAW_PRICES = Asset(
-    name="raw_prices", uri="postgres://marketflow/raw/prices", group="marketflow"
-)
+RAW_PRICES = Asset(name="raw_prices", uri="postgres://marketflow/raw/prices", group="marketflow")
 FEATURES = Asset(
     name="features_daily", uri="postgres://marketflow/marts/features_daily", group="marketflow"
 )
-MODEL = Asset(
-    name="model", uri="mlflow://marketflow/models/marketflow_signal", group="marketflow"
-)
+MODEL = Asset(name="model", uri="mlflow://marketflow/models/marketflow_signal", group="marketflow")
 SIGNALS = Asset(
     name="daily_signals", uri="postgres://marketflow/signals/daily_signals", group="marketflow"
 )

@@ -7,12 +7,12 @@ from datetime import timedelta
 from pathlib import Path
 
 from airflow.sdk import dag, task
-from dags.assets import FEATURES, RAW_PRICES
-from dags.common import DEFAULT_ARGS, START_DATE, database_url
 from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
 from cosmos.constants import InvocationMode, LoadMode, TestBehavior
-
 from marketflow.dbt import dbt_env
+
+from dags.assets import FEATURES, RAW_PRICES
+from dags.common import DEFAULT_ARGS, START_DATE, database_url
 
 DBT_DIR = Path(__file__).resolve().parent.parent / "dbt"
 MANIFEST = DBT_DIR / "target" / "manifest.json"

@@ -3,6 +3,7 @@
 from datetime import timedelta
 
 from airflow.sdk import Param, dag, task
+
 from dags.assets import RAW_PRICES
 from dags.common import DEFAULT_ARGS, START_DATE, database_url
 
@@ -18,9 +19,21 @@ LOOKBACK_DAYS = 5  # re-load a few days so late corrections land
     tags=["marketflow", "ingest"],
     default_args=DEFAULT_ARGS,
     params={
-        "provider": Param(None, type=["null", "string"], description="overrides MARKETFLOW_DATA_PROVIDER"),
-        "start": Param(None, type=["null", "string"], format="date", description="first date (default: interval start - look-back)"),
-        "end": Param(None, type=["null", "string"], format="date", description="last date (default: interval end)"),
+        "provider": Param(
+            None, type=["null", "string"], description="overrides MARKETFLOW_DATA_PROVIDER"
+        ),
+        "start": Param(
+            None,
+            type=["null", "string"],
+            format="date",
+            description="first date (default: interval start - look-back)",
+        ),
+        "end": Param(
+            None,
+            type=["null", "string"],
+            format="date",
+            description="last date (default: interval end)",
+        ),
         "symbols": Param(None, type=["null", "string"], description="comma-separated; default all"),
     },
     doc_md=__doc__,

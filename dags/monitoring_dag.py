@@ -3,6 +3,7 @@
 from datetime import timedelta
 
 from airflow.sdk import dag, task
+
 from dags.assets import DRIFT, SIGNALS
 from dags.common import DEFAULT_ARGS, START_DATE, database_url
 

@@ -4,6 +4,7 @@ promote it to @champion only if it beats the current champion on the same test w
 from datetime import timedelta
 
 from airflow.sdk import dag, task
+
 from dags.assets import FEATURES, MODEL
 from dags.common import DEFAULT_ARGS, START_DATE, database_url
 

@@ -125,7 +125,11 @@ def load_prices(
                 keys = list(zip(valid["symbol"], valid["trade_date"], strict=True))
                 dup = pd.Series([k in seen_keys for k in keys], index=valid.index, dtype=bool)
                 if dup.any():
-                    extra = valid[dup].astype(str).assign(reason="duplicate (symbol, trade_date) in batch")
+                    extra = (
+                        valid[dup]
+                        .astype(str)
+                        .assign(reason="duplicate (symbol, trade_date) in batch")
+                    )
                     rejected = pd.concat([rejected, extra], ignore_index=True)
                     valid = valid[~dup]
                 seen_keys.update(keys)
@@ -173,9 +177,16 @@ def load_prices(
                 where batch_id = %s
                 """,
                 (
-                    result.symbols, result.start_date, result.end_date, result.rows_in,
-                    result.rows_loaded, result.rows_inserted, result.rows_updated,
-                    result.rows_unchanged, result.rows_rejected, result.batch_id,
+                    result.symbols,
+                    result.start_date,
+                    result.end_date,
+                    result.rows_in,
+                    result.rows_loaded,
+                    result.rows_inserted,
+                    result.rows_updated,
+                    result.rows_unchanged,
+                    result.rows_rejected,
+                    result.batch_id,
                 ),
             )
     except Exception as exc:

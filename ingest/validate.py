@@ -36,11 +36,16 @@ def split_valid(raw: pd.DataFrame, today: date) -> tuple[pd.DataFrame, pd.DataFr
     low, high = values["low"], values["high"]
     body_low = np.minimum(values["open"], values["close"])
     body_high = np.maximum(values["open"], values["close"])
-    reject((low > body_low) | (body_high > high), "inconsistent OHLC: need low <= open,close <= high")
+    reject(
+        (low > body_low) | (body_high > high), "inconsistent OHLC: need low <= open,close <= high"
+    )
     reject(trade_date.dt.date > today, "trade_date in the future")
 
     key = pd.DataFrame({"symbol": symbol, "trade_date": trade_date})
-    reject(key.duplicated(keep=False) & key.notna().all(axis=1), "duplicate (symbol, trade_date) in batch")
+    reject(
+        key.duplicated(keep=False) & key.notna().all(axis=1),
+        "duplicate (symbol, trade_date) in batch",
+    )
 
     ok = reason.isna()
     valid = pd.DataFrame(

@@ -47,7 +47,11 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     settings = get_settings()
     symbols = [s for s in (args.symbols or "").split(",") if s] or None
     result = ingest(
-        settings.database_url, args.provider or settings.data_provider, symbols, args.start, args.end
+        settings.database_url,
+        args.provider or settings.data_provider,
+        symbols,
+        args.start,
+        args.end,
     )
     print(result.summary())
     return 0
@@ -191,7 +195,10 @@ def _wait_for_chain(run_id: str, since_id: int, timeout: float) -> bool:
             print("  no new or changed prices: the pipeline is already up to date")
             return True
         active = [s for s in reported.values() if s in ("queued", "running")]
-        if any(dag == DAG_CHAIN[-1] and s == "success" for (_, dag), s in reported.items()) and not active:
+        if (
+            any(dag == DAG_CHAIN[-1] and s == "success" for (_, dag), s in reported.items())
+            and not active
+        ):
             return True
         time.sleep(3)
     print(f"timed out after {timeout:.0f}s waiting for the DAG chain", file=sys.stderr)
@@ -214,9 +221,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     conn.close()
     conf = {"provider": "sample", "start": args.start, "end": args.end}
     run_id = f"demo__{time.strftime('%Y%m%dT%H%M%S')}"
-    print(f"triggering marketflow_ingest ({run_id}) with {conf}; the rest follows through Assets ...")
+    print(
+        f"triggering marketflow_ingest ({run_id}) with {conf}; the rest follows through Assets ..."
+    )
     _airflow(
-        "dags", "trigger", "marketflow_ingest", "--run-id", run_id, "--conf", json.dumps(conf),
+        "dags",
+        "trigger",
+        "marketflow_ingest",
+        "--run-id",
+        run_id,
+        "--conf",
+        json.dumps(conf),
         env=env,
     )
     if not _wait_for_chain(run_id, since, timeout=args.timeout):

@@ -48,7 +48,9 @@ class Settings:
     mlflow_experiment: str = field(
         default_factory=lambda: _env("MARKETFLOW_MLFLOW_EXPERIMENT", "marketflow")
     )
-    model_name: str = field(default_factory=lambda: _env("MARKETFLOW_MODEL_NAME", "marketflow_signal"))
+    model_name: str = field(
+        default_factory=lambda: _env("MARKETFLOW_MODEL_NAME", "marketflow_signal")
+    )
     data_provider: str = field(default_factory=lambda: _env("MARKETFLOW_DATA_PROVIDER", "sample"))
     data_dir: Path = field(
         default_factory=lambda: Path(_env("MARKETFLOW_DATA_DIR", str(REPO_ROOT / ".data")))

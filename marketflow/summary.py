@@ -19,7 +19,8 @@ def collect(settings: Settings | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     with psycopg2.connect(settings.database_url) as conn, conn.cursor() as cur:
         out["raw_rows"], out["symbols"], out["first_date"], out["last_date"] = _one(
-            cur, "select count(*), count(distinct symbol), min(trade_date), max(trade_date) from raw.prices"
+            cur,
+            "select count(*), count(distinct symbol), min(trade_date), max(trade_date) from raw.prices",
         )
         out["last_batch"] = _one(
             cur,
@@ -118,12 +119,17 @@ def render(info: dict[str, Any], settings: Settings | None = None, urls: bool = 
     if info.get("drift"):
         day, nd, nf, share, flag, path = info["drift"]
         verdict = "DRIFT" if flag else "no drift"
-        lines.append(f"drift               {verdict}: {nd}/{nf} features drifted ({share:.0%}) on {day}")
+        lines.append(
+            f"drift               {verdict}: {nd}/{nf} features drifted ({share:.0%}) on {day}"
+        )
         lines.append(f"drift report        {path}")
     if urls:
         from marketflow.services import airflow_password
 
-        pw = airflow_password(settings) or "see $AIRFLOW_HOME/simple_auth_manager_passwords.json.generated"
+        pw = (
+            airflow_password(settings)
+            or "see $AIRFLOW_HOME/simple_auth_manager_passwords.json.generated"
+        )
         lines += [
             "",
             f"Airflow UI          http://127.0.0.1:8080   (login admin / {pw})",

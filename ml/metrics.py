@@ -17,7 +17,9 @@ def daily_ic(frame: pd.DataFrame, pred: str, label: str, method: str = "pearson"
     return frame.groupby("trade_date")[[pred, label]].apply(corr).dropna()
 
 
-def signal_metrics(frame: pd.DataFrame, pred: str = "pred", label: str = "label") -> dict[str, float]:
+def signal_metrics(
+    frame: pd.DataFrame, pred: str = "pred", label: str = "label"
+) -> dict[str, float]:
     """MAE, RMSE, directional accuracy, IC, RankIC and ICIR of predictions on one segment."""
     err = frame[pred] - frame[label]
     ic = daily_ic(frame, pred, label)

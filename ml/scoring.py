@@ -65,8 +65,14 @@ def score_latest(
     signals = to_signals(day, today["symbol"], pd.Series(model.predict(today[FEATURES])))
     rows = [
         (
-            r.trade_date, r.symbol, float(r.score), int(r.rank), r.signal,
-            settings.model_name, str(champion.version), champion.run_id,
+            r.trade_date,
+            r.symbol,
+            float(r.score),
+            int(r.rank),
+            r.signal,
+            settings.model_name,
+            str(champion.version),
+            champion.run_id,
         )
         for r in signals.itertuples()
     ]
@@ -87,6 +93,9 @@ def score_latest(
     conn.close()
     log.info(
         "published %d signals for %s from %s v%s",
-        len(rows), day, settings.model_name, champion.version,
+        len(rows),
+        day,
+        settings.model_name,
+        champion.version,
     )
     return ScoreResult(day, len(rows), settings.model_name, str(champion.version), champion.run_id)

@@ -103,8 +103,13 @@ def train(
     test_start, test_end = dataset.window("test")
     log.info(
         "dataset: %d train rows %s..%s, %d test rows %s..%s, gap %d days",
-        len(dataset.segments["train"]), train_start, train_end,
-        len(dataset.segments["test"]), test_start, test_end, label_horizon(label),
+        len(dataset.segments["train"]),
+        train_start,
+        train_end,
+        len(dataset.segments["test"]),
+        test_start,
+        test_end,
+        label_horizon(label),
     )
 
     client = configure(settings)
@@ -139,7 +144,9 @@ def train(
         metrics = candidates[best]
         mlflow.log_metrics(metrics)
         mlflow.set_tag("best_model", best)
-        mlflow.log_figure(_ic_figure(scored, f"{best}: cumulative IC on the test window"), "plots/ic.png")
+        mlflow.log_figure(
+            _ic_figure(scored, f"{best}: cumulative IC on the test window"), "plots/ic.png"
+        )
         sample = dataset.X("test").head(20)
         info = mlflow.pyfunc.log_model(
             name="model",
@@ -196,7 +203,9 @@ def _gate(
     champ_ic = _finite(signal_metrics(scored)[GATE_METRIC])
     new_ic = _finite(metrics[GATE_METRIC])
     if new_ic > champ_ic:
-        why = f"challenger IC {new_ic:.4f} > champion v{current.version} IC {champ_ic:.4f}: promoted"
+        why = (
+            f"challenger IC {new_ic:.4f} > champion v{current.version} IC {champ_ic:.4f}: promoted"
+        )
         return True, why, str(current.version)
     why = f"challenger IC {new_ic:.4f} <= champion v{current.version} IC {champ_ic:.4f}: champion kept"
     return False, why, str(current.version)

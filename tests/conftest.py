@@ -78,7 +78,9 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def mlflow_store(admin_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+def mlflow_store(
+    admin_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, str]]:
     """A real MLflow tracking store (PostgreSQL backend, local artifact folder), no server."""
     from marketflow.db import ensure_database
 

@@ -21,7 +21,9 @@ def _airflow(*args: str) -> None:
         [airflow, *args], capture_output=True, text=True, timeout=600, env=dict(os.environ)
     )
     if proc.returncode != 0:
-        raise RuntimeError(f"airflow {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        raise RuntimeError(
+            f"airflow {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        )
 
 
 @pytest.fixture(scope="session")

@@ -19,8 +19,20 @@ EXPECTED = {
     "marketflow_monitoring",
 }
 ALLOWED_TOP_LEVEL = {"airflow", "cosmos", "pendulum", "dags", "marketflow", "__future__"}
-HEAVY = ["pandas", "numpy", "torch", "mlflow", "sklearn", "xgboost", "evidently",
-         "great_expectations", "ml", "ingest", "api", "expectations"]
+HEAVY = [
+    "pandas",
+    "numpy",
+    "torch",
+    "mlflow",
+    "sklearn",
+    "xgboost",
+    "evidently",
+    "great_expectations",
+    "ml",
+    "ingest",
+    "api",
+    "expectations",
+]
 
 
 @pytest.fixture(scope="module")

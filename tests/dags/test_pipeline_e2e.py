@@ -39,7 +39,9 @@ def _asset_events(asset_name: str, airflow_db: str) -> int:
 def test_sample_data_flows_from_ingest_to_api(dag_runner, database_url, mlflow_store, airflow_db):
     dag_runner.configure(MARKETFLOW_DATABASE_URL=database_url, **mlflow_store)
 
-    run = dag_runner("marketflow_ingest", {"provider": "sample", "start": "2000-01-01", "end": "2013-12-31"})
+    run = dag_runner(
+        "marketflow_ingest", {"provider": "sample", "start": "2000-01-01", "end": "2013-12-31"}
+    )
     assert str(run.state) == "success", _task_states(run)
     assert _asset_events("raw_prices", airflow_db) >= 1
 
@@ -56,8 +58,13 @@ def test_sample_data_flows_from_ingest_to_api(dag_runner, database_url, mlflow_s
         cur.execute("select count(*) from marts.features_daily")
         assert cur.fetchone()[0] == 12154
         cur.execute("select suite, success from monitoring.validation_runs order by id")
-        assert [tuple(r) for r in cur.fetchall()] == [("raw_prices", True), ("features_daily", True)]
-        cur.execute("select count(*), bool_and(report_path like '%.html') from monitoring.drift_runs")
+        assert [tuple(r) for r in cur.fetchall()] == [
+            ("raw_prices", True),
+            ("features_daily", True),
+        ]
+        cur.execute(
+            "select count(*), bool_and(report_path like '%.html') from monitoring.drift_runs"
+        )
         assert tuple(cur.fetchone()) == (1, True)
     conn.close()
 

@@ -1,0 +1,145 @@
+"""The loader against a real PostgreSQL: idempotent, all-or-nothing, nothing silently dropped."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pandas as pd
+import psycopg2
+import pytest
+
+from ingest.loader import ingest, load_prices
+
+TODAY = date(2024, 6, 28)
+
+
+def _checksum(url: str) -> tuple[int, str]:
+    with psycopg2.connect(url) as conn, conn.cursor() as cur:
+        cur.execute(
+            "select count(*), md5(coalesce(string_agg(p::text, '|' order by symbol, trade_date), '')) "
+            "from raw.prices p"
+        )
+        result = cur.fetchone()
+    conn.close()
+    return result
+
+
+def _rows(url: str, query: str) -> list[tuple]:
+    with psycopg2.connect(url) as conn, conn.cursor() as cur:
+        cur.execute(query)
+        rows = cur.fetchall()
+    conn.close()
+    return rows
+
+
+def _frame(rows: list[tuple]) -> pd.DataFrame:
+    cols = ["symbol", "trade_date", "open", "high", "low", "close", "adj_close", "volume"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+GOOD = [
+    ("AAA", "2024-01-02", 10.0, 11.0, 9.5, 10.5, 10.5, 1000),
+    ("AAA", "2024-01-03", 10.5, 11.5, 10.0, 11.0, 11.0, 1200),
+    ("BBB", "2024-01-02", 20.0, 21.0, 19.0, 20.5, 20.5, 500),
+]
+
+
+def test_sample_load_twice_leaves_raw_prices_identical(make_database):
+    url = make_database()
+    first = ingest(url, "sample", ["AAPL", "IBM"], date(2010, 1, 1), date(2010, 12, 31))
+    assert first.rows_inserted == first.rows_in > 400
+    before = _checksum(url)
+
+    second = ingest(url, "sample", ["AAPL", "IBM"], date(2010, 1, 1), date(2010, 12, 31))
+
+    assert (second.rows_inserted, second.rows_updated) == (0, 0)
+    assert second.rows_unchanged == first.rows_in
+    assert not second.changed
+    assert _checksum(url) == before
+    batches = _rows(
+        url,
+        "select status, rows_in, rows_inserted, rows_unchanged from raw.ingest_batches order by started_at",
+    )
+    assert batches == [
+        ("succeeded", first.rows_in, first.rows_in, 0),
+        ("succeeded", first.rows_in, 0, first.rows_in),
+    ]
+
+
+def test_bad_rows_are_quarantined_with_a_reason_and_good_rows_load(make_database):
+    url = make_database()
+    bad = [
+        ("CCC", "not a date", 1, 2, 0.5, 1.5, 1.5, 10),
+        ("CCC", "2024-01-02", 1, 2, 0.5, "abc", 1.5, 10),
+        ("CCC", "2024-01-03", -1, 2, 0.5, 1.5, 1.5, 10),
+        ("CCC", "2024-01-04", 1, 0.9, 1.1, 1.0, 1.0, 10),
+        ("CCC", "2099-01-05", 1, 2, 0.5, 1.5, 1.5, 10),
+        ("CCC", "2024-01-08", 1, 2, 0.5, 1.5, 1.5, -5),
+        ("DDD", "2024-01-02", 1, 2, 0.5, 1.5, 1.5, 10),
+        ("DDD", "2024-01-02", 1, 2, 0.5, 1.6, 1.6, 10),
+        ("EEE", "2024-01-02", 1, 2, 0.5, float("nan"), 1.5, 10),
+    ]
+    result = load_prices(url, [_frame(GOOD + bad)], "test", today=TODAY)
+
+    assert result.rows_in == len(GOOD) + len(bad)
+    assert result.rows_inserted == len(GOOD)
+    assert result.rows_rejected == len(bad)
+    assert _rows(url, "select count(*) from raw.prices") == [(len(GOOD),)]
+    reasons = dict(
+        _rows(
+            url,
+            "select row_data->>'trade_date' || '/' || symbol || '/' || (row_data->>'close'), reason from raw.rejected_prices",
+        )
+    )
+    assert reasons["not a date/CCC/1.5"] == "unparseable trade_date"
+    assert reasons["2024-01-02/CCC/abc"] == "missing or non-numeric close"
+    assert reasons["2024-01-03/CCC/1.5"] == "open must be > 0"
+    assert reasons["2024-01-04/CCC/1.0"].startswith("inconsistent OHLC")
+    assert reasons["2099-01-05/CCC/1.5"] == "trade_date in the future"
+    assert reasons["2024-01-08/CCC/1.5"] == "volume must be >= 0"
+    assert (
+        reasons["2024-01-02/DDD/1.5"]
+        == reasons["2024-01-02/DDD/1.6"]
+        == "duplicate (symbol, trade_date) in batch"
+    )
+    assert _rows(url, "select count(*) from raw.rejected_prices where symbol = 'EEE'") == [(1,)]
+    assert result.rejected_by_reason["duplicate (symbol, trade_date) in batch"] == 2
+
+
+def test_a_corrected_row_is_updated_and_counted(make_database):
+    url = make_database()
+    load_prices(url, [_frame(GOOD)], "test", today=TODAY)
+    corrected = list(GOOD)
+    corrected[1] = ("AAA", "2024-01-03", 10.5, 11.5, 10.0, 11.2, 11.2, 1200)
+
+    result = load_prices(url, [_frame(corrected)], "test", today=TODAY)
+
+    assert (result.rows_inserted, result.rows_updated, result.rows_unchanged) == (0, 1, 2)
+    assert _rows(
+        url, "select close from raw.prices where symbol='AAA' and trade_date='2024-01-03'"
+    ) == [(11.2,)]
+
+
+def test_a_failing_batch_leaves_the_previous_state_and_logs_the_failure(make_database):
+    url = make_database()
+    load_prices(url, [_frame(GOOD)], "test", today=TODAY)
+    before = _checksum(url)
+
+    def frames():
+        yield _frame([("AAA", "2024-01-04", 11, 12, 10.5, 11.5, 11.5, 900)])
+        raise ConnectionError("provider went away mid-batch")
+
+    with pytest.raises(ConnectionError):
+        load_prices(url, frames(), "test", today=TODAY)
+
+    assert _checksum(url) == before
+    failed = _rows(url, "select status, error from raw.ingest_batches where status <> 'succeeded'")
+    assert failed == [("failed", "ConnectionError: provider went away mid-batch")]
+
+
+def test_unknown_provider_and_symbol_get_clear_errors(make_database):
+    url = make_database()
+    with pytest.raises(ValueError, match="unknown data provider 'nope'"):
+        ingest(url, "nope")
+    with pytest.raises(ValueError, match="no data for ZZZZ"):
+        ingest(url, "sample", ["ZZZZ"])

@@ -1,0 +1,57 @@
+"""The `marketflow` CLI as a user runs it: a real subprocess against a test database."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg2
+
+CLI = str(Path(sys.executable).parent / "marketflow")
+
+
+def _cli(*args: str, url: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "MARKETFLOW_DATABASE_URL": url}
+    return subprocess.run([CLI, *args], capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_ingest_command_loads_and_summarises(make_database):
+    url = make_database()
+    proc = _cli(
+        "ingest",
+        "--provider",
+        "sample",
+        "--symbols",
+        "IBM",
+        "--start",
+        "2012-01-01",
+        "--end",
+        "2012-03-31",
+        url=url,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "inserted" in proc.stdout and "0 rejected" in proc.stdout
+    with psycopg2.connect(url) as conn, conn.cursor() as cur:
+        cur.execute(
+            "select count(*), min(trade_date), max(trade_date) from raw.prices where symbol='IBM'"
+        )
+        n, first, last = cur.fetchone()
+    conn.close()
+    assert n > 55 and str(first) >= "2012-01-01" and str(last) <= "2012-03-31"
+
+
+def test_bad_arguments_fail_with_one_readable_line(make_database):
+    url = make_database()
+    proc = _cli("ingest", "--provider", "sample", "--start", "2012-13-01", url=url)
+    assert proc.returncode == 2
+    assert "not a date" in proc.stderr
+    proc = _cli("ingest", "--provider", "nope", url=url)
+    assert proc.returncode == 1
+    assert (
+        proc.stderr.strip()
+        .splitlines()[-1]
+        .startswith("marketflow ingest: ValueError: unknown data provider")
+    )
+    assert "Traceback" not in proc.stderr
