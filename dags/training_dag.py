@@ -1,6 +1,7 @@
 """Train the candidate models on the marts, log them to MLflow, register the best and
 promote it to @champion only if it beats the current champion on the same test window."""
 
+import os
 from datetime import timedelta
 
 from airflow.sdk import dag, task
@@ -20,7 +21,12 @@ from dags.common import DEFAULT_ARGS, START_DATE, database_url
     doc_md=__doc__,
 )
 def marketflow_training():
-    @task(outlets=[MODEL], queue="default", execution_timeout=timedelta(hours=2))
+    # On Celery, set MARKETFLOW_TRAINING_QUEUE=gpu to send training to the GPU worker.
+    @task(
+        outlets=[MODEL],
+        queue=os.environ.get("MARKETFLOW_TRAINING_QUEUE", "default"),
+        execution_timeout=timedelta(hours=2),
+    )
     def train_and_register() -> dict:
         from ml.train import train
 

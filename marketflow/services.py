@@ -17,6 +17,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from marketflow.settings import REPO_ROOT, Settings, get_settings, with_database
 
@@ -29,6 +30,14 @@ class Service:
     argv: list[str]
     health_url: str | None
     env: dict[str, str]
+
+
+def read_only_url(url: str) -> str:
+    """The same server and database, as the read-only `marketflow_api` role (no password)."""
+    parts = urlsplit(url)
+    host = parts.hostname or "127.0.0.1"
+    netloc = f"marketflow_api@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 def sqlalchemy_url(url: str) -> str:
@@ -82,10 +91,7 @@ def services(settings: Settings | None = None) -> list[Service]:
     mlflow_db = sqlalchemy_url(with_database(settings.database_url, "mlflow"))
     mlflow_port = settings.mlflow_tracking_uri.rsplit(":", 1)[-1].strip("/") or "5000"
     api_bind = os.environ.get("MARKETFLOW_API_BIND", "127.0.0.1:8000")
-    api_db = os.environ.get(
-        "MARKETFLOW_API_DATABASE_URL",
-        settings.database_url.replace("//marketflow@", "//marketflow_api@", 1),
-    )
+    api_db = os.environ.get("MARKETFLOW_API_DATABASE_URL") or read_only_url(settings.database_url)
     return [
         Service(
             "mlflow",

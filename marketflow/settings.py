@@ -55,7 +55,6 @@ class Settings:
     data_dir: Path = field(
         default_factory=lambda: Path(_env("MARKETFLOW_DATA_DIR", str(REPO_ROOT / ".data")))
     )
-    label_horizon: int = field(default_factory=lambda: int(_env("MARKETFLOW_LABEL_HORIZON", "5")))
 
     @property
     def reports_dir(self) -> Path:
