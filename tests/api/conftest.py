@@ -11,7 +11,6 @@ from typing import Any
 
 import psycopg2
 import pytest
-from api_test_helpers import API_ROLE, SignalRow, as_role, free_port, insert_signals
 from flask import Flask
 from flask.testing import FlaskClient
 
@@ -19,6 +18,7 @@ from api import create_app
 from api.db import close_pool
 from marketflow.db import drop_database, init_database
 from marketflow.settings import database_name, with_database
+from tests.api.api_test_helpers import API_ROLE, SignalRow, as_role, free_port, insert_signals
 
 
 @pytest.fixture

@@ -11,11 +11,11 @@ from datetime import date
 import psycopg2
 import psycopg2.errors
 import pytest
-from api_test_helpers import signal_row
 from flask import Flask
 from flask.testing import FlaskClient
 
 from marketflow.settings import database_name
+from tests.api.api_test_helpers import signal_row
 
 API_CONNECTIONS_SQL = """
 select pid from pg_stat_activity

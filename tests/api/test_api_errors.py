@@ -9,10 +9,10 @@ from datetime import date
 
 import psycopg2
 import pytest
-from api_test_helpers import signal_row
 from flask import Flask
 
 from api.errors import error_response
+from tests.api.api_test_helpers import signal_row
 
 
 def test_unexpected_error_is_500_json_without_the_traceback(

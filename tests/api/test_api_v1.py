@@ -6,9 +6,10 @@ from collections.abc import Callable
 from datetime import date, datetime
 
 import pytest
-from api_test_helpers import API_ROLE, as_role, signal_row
 from flask import Flask
 from flask.testing import FlaskClient
+
+from tests.api.api_test_helpers import API_ROLE, as_role, signal_row
 
 SIGNAL_FIELDS = {"trade_date", "symbol", "score", "rank", "signal", "model_name", "model_version"}
 OLD_DAY, LATEST_DAY = date(2024, 3, 7), date(2024, 3, 8)
