@@ -30,6 +30,8 @@ class Service:
     argv: list[str]
     health_url: str | None
     env: dict[str, str]
+    # Start nothing after this one until it is healthy (tasks need Airflow's execution API).
+    gate: bool = False
 
 
 def read_only_url(url: str) -> str:
@@ -117,6 +119,7 @@ def services(settings: Settings | None = None) -> list[Service]:
             [str(BIN / "airflow"), "api-server"],
             f"http://127.0.0.1:{af['AIRFLOW__API__PORT']}/api/v2/monitor/health",
             af,
+            gate=True,
         ),
         Service("airflow-scheduler", [str(BIN / "airflow"), "scheduler"], None, af),
         Service("airflow-dag-processor", [str(BIN / "airflow"), "dag-processor"], None, af),
@@ -187,14 +190,20 @@ def start_all(settings: Settings | None = None, echo=print) -> None:
         )
         pidfile.write_text(str(proc.pid))
         echo(f"  {svc.name:<22} started (pid {proc.pid}, log {logs / (svc.name + '.log')})")
+        if svc.gate:
+            _check_healthy(svc, rd)
     for svc in services(settings):
-        pid = _pid(rd / f"{svc.name}.pid")
-        if pid is None or (svc.health_url and not wait_http(svc.health_url, 180, pid)):
-            log_file = logs / f"{svc.name}.log"
-            tail = "\n".join(log_file.read_text(errors="replace").splitlines()[-15:])
-            raise RuntimeError(
-                f"{svc.name} did not start (health {svc.health_url}); last lines of {log_file}:\n{tail}"
-            )
+        _check_healthy(svc, rd)
+
+
+def _check_healthy(svc: Service, rd: Path) -> None:
+    pid = _pid(rd / f"{svc.name}.pid")
+    if pid is None or (svc.health_url and not wait_http(svc.health_url, 180, pid)):
+        log_file = rd / "logs" / f"{svc.name}.log"
+        tail = "\n".join(log_file.read_text(errors="replace").splitlines()[-15:])
+        raise RuntimeError(
+            f"{svc.name} did not start (health {svc.health_url}); last lines of {log_file}:\n{tail}"
+        )
 
 
 def stop_all(settings: Settings | None = None, echo=print, timeout: float = 30.0) -> None:
