@@ -33,15 +33,16 @@ down: ## stop everything `make demo`/`make up` started (by pid file)
 summary: ## print what the last pipeline run produced
 	$(VENV)/bin/marketflow summary
 
-test: setup ## run the whole test suite against the local PostgreSQL
+test: setup lint ## lint, then the whole test suite against the local PostgreSQL
 	$(PY) -m pytest
 
 test-fast: setup ## the suite without the end-to-end Airflow runs
 	$(PY) -m pytest -m "not e2e"
 
-lint: setup ## ruff (lint + format check)
+lint: setup ## ruff (lint + format check) and mypy on ingest/, ml/, api/
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 lock: ## re-pin requirements.txt from requirements.in
 	uv pip compile requirements.in --python 3.11 --find-links $(WHEELS) --emit-find-links --no-header -o requirements.txt

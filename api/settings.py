@@ -14,7 +14,7 @@ DEFAULT_DATABASE_URL = "postgresql://marketflow_api@127.0.0.1:5432/marketflow"
 
 def _env(name: str, default: str) -> str:
     value = os.environ.get(name)
-    return value if value not in (None, "") else default
+    return value or default
 
 
 def _env_int(name: str, default: int) -> int:

@@ -88,6 +88,13 @@ def _copy_frame(cur, frame: pd.DataFrame) -> None:
     )
 
 
+def _fetch_one(cur) -> tuple:  # noqa: ANN001 - psycopg2 cursor
+    row = cur.fetchone()
+    if row is None:
+        raise RuntimeError("query returned no row")
+    return row
+
+
 def _json_safe(row: dict) -> dict:
     return {k: (None if pd.isna(v) else str(v)) for k, v in row.items()}
 
@@ -159,9 +166,9 @@ def load_prices(
                         ],
                     )
             cur.execute("select count(*) from _incoming")
-            staged = cur.fetchone()[0]
+            staged = _fetch_one(cur)[0]
             cur.execute(_UPSERT, {"provider": provider, "batch": result.batch_id})
-            result.rows_inserted, result.rows_updated = cur.fetchone()
+            result.rows_inserted, result.rows_updated = _fetch_one(cur)
             result.rows_unchanged = staged - result.rows_inserted - result.rows_updated
             result.rows_rejected = sum(reasons.values())
             result.rejected_by_reason = dict(reasons.most_common())

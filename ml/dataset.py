@@ -66,7 +66,7 @@ def read_sql(database_url: str, query: str, args: tuple = ()) -> pd.DataFrame:
     """Run a query and return a DataFrame (plain psycopg2; no SQLAlchemy engine needed)."""
     with psycopg2.connect(database_url) as conn, conn.cursor() as cur:
         cur.execute(query, args)
-        columns = [d.name for d in cur.description]
+        columns = [d.name for d in cur.description or ()]
         rows = cur.fetchall()
     conn.close()
     frame = pd.DataFrame(rows, columns=columns)

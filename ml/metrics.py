@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 import pandas as pd
 
 
-def daily_ic(frame: pd.DataFrame, pred: str, label: str, method: str = "pearson") -> pd.Series:
+def daily_ic(
+    frame: pd.DataFrame, pred: str, label: str, method: Literal["pearson", "spearman"] = "pearson"
+) -> pd.Series:
     """Cross-sectional correlation between prediction and label, one value per date."""
 
     def corr(day: pd.DataFrame) -> float:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import mlflow.pyfunc
 import numpy as np
 import pandas as pd
+from mlflow.pyfunc import PythonModel
 
 
-class SignalModel(mlflow.pyfunc.PythonModel):
+class SignalModel(PythonModel):
     """Wraps a fitted ml.models.Model with the feature list it was trained on."""
 
     def __init__(self, model: Any, features: list[str], label: str) -> None:

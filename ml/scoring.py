@@ -63,18 +63,20 @@ def score_latest(
     day = frame["trade_date"].max()
     today = frame[frame["trade_date"] == day]
     signals = to_signals(day, today["symbol"], pd.Series(model.predict(today[FEATURES])))
+    columns = (signals[c].tolist() for c in ("symbol", "score", "rank", "signal"))
+    version = str(champion.version)
     rows = [
         (
-            r.trade_date,
-            r.symbol,
-            float(r.score),
-            int(r.rank),
-            r.signal,
+            day,
+            symbol,
+            float(score),
+            int(rank),
+            signal,
             settings.model_name,
-            str(champion.version),
+            version,
             champion.run_id,
         )
-        for r in signals.itertuples()
+        for symbol, score, rank, signal in zip(*columns, strict=True)
     ]
     with psycopg2.connect(database_url) as conn, conn.cursor() as cur:
         execute_values(

@@ -62,7 +62,7 @@ def _ic_figure(frame: pd.DataFrame, title: str) -> Any:
 
     ic = daily_ic(frame, "pred", "label")
     fig, ax = plt.subplots(figsize=(8, 3.5))
-    ax.plot(pd.to_datetime(ic.index), ic.cumsum().values, color="tab:blue")
+    ax.plot(pd.to_datetime(ic.index), ic.cumsum().to_numpy(), color="tab:blue")
     ax.axhline(0, color="grey", lw=0.8)
     ax.set_title(title)
     ax.set_ylabel("cumulative daily IC")
@@ -70,13 +70,14 @@ def _ic_figure(frame: pd.DataFrame, title: str) -> Any:
     return fig
 
 
-def _evaluate(model: Any, dataset: Dataset) -> tuple[dict[str, float], pd.DataFrame]:
+def _evaluate(predict: Any, dataset: Dataset) -> tuple[dict[str, float], pd.DataFrame]:
+    """Metrics of `predict(features)` on the test segment, and the scored rows."""
     test = dataset.segments["test"]
     scored = pd.DataFrame(
         {
             "trade_date": test["trade_date"],
             "symbol": test["symbol"],
-            "pred": model.predict_frame(dataset.X("test")),
+            "pred": predict(dataset.X("test")),
             "label": dataset.y("test"),
         }
     )
@@ -132,7 +133,7 @@ def train(
         for name, spec in config["models"].items():
             with mlflow.start_run(run_name=name, nested=True):
                 model = build_model(spec, seed=seed).fit(dataset)
-                metrics, scored = _evaluate(model, dataset)
+                metrics, scored = _evaluate(model.predict_frame, dataset)
                 mlflow.log_params({**window, **model.params()})
                 mlflow.log_metrics(metrics)
                 candidates[name] = metrics
@@ -191,16 +192,7 @@ def _gate(
     if current is None:
         return True, "no champion yet: challenger promoted", ""
     champion = mlflow.pyfunc.load_model(f"models:/{settings.model_name}@{CHAMPION}")
-    test = dataset.segments["test"]
-    scored = pd.DataFrame(
-        {
-            "trade_date": test["trade_date"],
-            "symbol": test["symbol"],
-            "pred": champion.predict(dataset.X("test")),
-            "label": dataset.y("test"),
-        }
-    )
-    champ_ic = _finite(signal_metrics(scored)[GATE_METRIC])
+    champ_ic = _finite(_evaluate(champion.predict, dataset)[0][GATE_METRIC])
     new_ic = _finite(metrics[GATE_METRIC])
     if new_ic > champ_ic:
         why = (
