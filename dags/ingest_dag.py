@@ -1,5 +1,13 @@
-"""Load daily OHLCV from the configured provider into raw.prices."""
+"""Load daily OHLCV from the configured provider into raw.prices.
 
+Each run loads its own data interval plus a look-back (late corrections), as one batch.
+A symbol (or file) the provider cannot deliver is logged and the others load; the task
+fails loudly when more than MARKETFLOW_INGEST_MAX_FAILED_SHARE of them failed. Backfill a
+past range with `airflow backfill create --dag-id marketflow_ingest --from-date ... --to-date ...`
+or trigger with {"start": ..., "end": ...}.
+"""
+
+import os
 from datetime import timedelta
 
 from airflow.sdk import Param, dag, task
@@ -7,7 +15,8 @@ from airflow.sdk import Param, dag, task
 from dags.assets import RAW_PRICES
 from dags.common import DEFAULT_ARGS, START_DATE, database_url
 
-LOOKBACK_DAYS = 5  # re-load a few days so late corrections land
+LOOKBACK_DAYS = int(os.environ.get("MARKETFLOW_INGEST_LOOKBACK_DAYS", "5"))
+MAX_FAILED_SHARE = float(os.environ.get("MARKETFLOW_INGEST_MAX_FAILED_SHARE", "0.2"))
 
 
 @dag(
@@ -20,21 +29,26 @@ LOOKBACK_DAYS = 5  # re-load a few days so late corrections land
     default_args=DEFAULT_ARGS,
     params={
         "provider": Param(
-            None, type=["null", "string"], description="overrides MARKETFLOW_DATA_PROVIDER"
+            None, type=["null", "string"], description="sample | csv | yahoo | synthetic"
         ),
+        "path": Param(None, type=["null", "string"], description="csv provider: file or folder"),
         "start": Param(
             None,
             type=["null", "string"],
             format="date",
-            description="first date (default: interval start - look-back)",
+            description="default: interval start - look-back",
         ),
         "end": Param(
-            None,
-            type=["null", "string"],
-            format="date",
-            description="last date (default: interval end)",
+            None, type=["null", "string"], format="date", description="default: interval end"
         ),
         "symbols": Param(None, type=["null", "string"], description="comma-separated; default all"),
+        "max_failed_share": Param(
+            MAX_FAILED_SHARE,
+            type="number",
+            minimum=0,
+            maximum=1,
+            description="fail the task when more than this share of symbols/files failed",
+        ),
     },
     doc_md=__doc__,
 )
@@ -48,6 +62,7 @@ def marketflow_ingest():
 
         settings = get_settings()
         provider = params.get("provider") or settings.data_provider
+        options = {"path": params["path"]} if params.get("path") else {}
         start = date.fromisoformat(params["start"]) if params.get("start") else None
         end = date.fromisoformat(params["end"]) if params.get("end") else None
         if start is None and data_interval_start is not None:
@@ -55,8 +70,19 @@ def marketflow_ingest():
         if end is None and data_interval_end is not None:
             end = data_interval_end.date()
         symbols = [s for s in (params.get("symbols") or "").split(",") if s] or None
-        result = ingest(database_url(), provider, symbols, start, end)
+        print(f"loading {provider} {start}..{end} symbols={symbols or 'all'}")
+        result = ingest(database_url(), provider, symbols, start, end, provider_options=options)
         print(result.summary())
+        for failure in result.failures:
+            print(f"FAILED {failure['unit']}: {failure['error']}")
+        if result.failed_share > float(params["max_failed_share"]):
+            from airflow.sdk.exceptions import AirflowException
+
+            raise AirflowException(
+                f"{len(result.failures)} of {len(result.symbols) + len(result.failures)} units "
+                f"failed ({result.failed_share:.0%} > {float(params['max_failed_share']):.0%}); "
+                f"the others were loaded in batch {result.batch_id}"
+            )
         if not result.changed:
             from airflow.sdk.exceptions import AirflowSkipException
 
@@ -72,6 +98,7 @@ def marketflow_ingest():
             "updated": result.rows_updated,
             "unchanged": result.rows_unchanged,
             "rejected": result.rows_rejected,
+            "failed_units": [f["unit"] for f in result.failures],
         }
 
     load_prices()

@@ -1,6 +1,9 @@
 """Row checks applied before anything lands in raw.prices.
 
-Each rejected row keeps the values as received and the first reason it failed.
+Each rejected row keeps the values as received and the first reason it failed. Dates are
+accepted only in unambiguous forms (YYYY-MM-DD, YYYY/MM/DD, YYYYMMDD, optionally followed by
+a time, whose date part is taken as written): `01/03/2024` could be January or March, so it
+is rejected rather than guessed.
 """
 
 from __future__ import annotations
@@ -10,50 +13,86 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
-NUMERIC = ["open", "high", "low", "close", "adj_close", "volume"]
 PRICES = ["open", "high", "low", "close", "adj_close"]
+NUMERIC = [*PRICES, "volume"]
+OPTIONAL = ["dividend", "split_factor"]
+DUPLICATE = "duplicate (symbol, trade_date) in batch"
+
+_ISO_DATE = r"^\s*(\d{4})[-/](\d{2})[-/](\d{2})(?:[ T].*)?\s*$"
+_COMPACT_DATE = r"^\s*(\d{4})(\d{2})(\d{2})\s*$"
+
+
+def parse_dates(values: pd.Series) -> pd.Series:
+    """datetime64 (date part only) per value; NaT where the value is not an unambiguous date."""
+    if pd.api.types.is_datetime64_any_dtype(values):
+        dates = values.dt.tz_localize(None) if values.dt.tz is not None else values
+        return dates.dt.normalize()
+    text = values.astype("string")
+    parts = text.str.extract(_ISO_DATE)
+    compact = text.str.extract(_COMPACT_DATE)
+    parts = parts.fillna(compact)
+    joined = parts[0] + "-" + parts[1] + "-" + parts[2]
+    return pd.to_datetime(joined, format="%Y-%m-%d", errors="coerce")
+
+
+def _numeric(values: pd.Series) -> pd.Series:
+    if pd.api.types.is_numeric_dtype(values):
+        return values.astype("float64")
+    return pd.to_numeric(values.astype("string").str.strip(), errors="coerce").astype("float64")
 
 
 def split_valid(raw: pd.DataFrame, today: date) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Return (valid rows with typed columns, rejected rows as received plus `reason`)."""
     reason = pd.Series(pd.NA, index=raw.index, dtype="object")
 
-    def reject(mask: pd.Series, why: str) -> None:
-        reason[mask & reason.isna()] = why
+    def reject(mask: pd.Series | np.ndarray, why: str) -> None:
+        reason[np.asarray(mask, dtype=bool) & reason.isna().to_numpy()] = why
+
+    missing = [c for c in ("symbol", "trade_date", *NUMERIC) if c not in raw.columns]
+    if missing:
+        raise ValueError(f"provider frame lacks columns: {', '.join(missing)}")
 
     symbol = raw["symbol"].astype("string").str.strip().str.upper()
     reject(symbol.isna() | (symbol == ""), "missing symbol")
 
-    trade_date = pd.to_datetime(raw["trade_date"], errors="coerce", format="mixed")
-    reject(trade_date.isna(), "unparseable trade_date")
+    trade_date = parse_dates(raw["trade_date"])
+    reject(trade_date.isna(), "unparseable trade_date (expected YYYY-MM-DD)")
 
-    values = {c: pd.to_numeric(raw[c], errors="coerce") for c in NUMERIC}
+    values = {c: _numeric(raw[c]) for c in NUMERIC}
     for col in NUMERIC:
         reject(values[col].isna(), f"missing or non-numeric {col}")
     for col in PRICES:
         reject(~np.isfinite(values[col]) | (values[col] <= 0), f"{col} must be > 0")
-    reject(values["volume"] < 0, "volume must be >= 0")
-    low, high = values["low"], values["high"]
+    reject(~np.isfinite(values["volume"]) | (values["volume"] < 0), "volume must be >= 0")
     body_low = np.minimum(values["open"], values["close"])
     body_high = np.maximum(values["open"], values["close"])
     reject(
-        (low > body_low) | (body_high > high), "inconsistent OHLC: need low <= open,close <= high"
+        (values["low"] > body_low) | (body_high > values["high"]),
+        "inconsistent OHLC: need low <= open, close <= high",
     )
-    reject(trade_date.dt.date > today, "trade_date in the future")
+    extras: dict[str, pd.Series] = {}
+    for col in OPTIONAL:
+        if col not in raw.columns:
+            continue
+        received = raw[col]
+        blank = received.isna() | (received.astype("string").str.strip() == "")
+        extras[col] = _numeric(received)
+        reject(~blank & extras[col].isna(), f"non-numeric {col}")
+        floor_ok = extras[col] >= 0 if col == "dividend" else extras[col] > 0
+        reject(~blank & extras[col].notna() & ~floor_ok, f"{col} out of range")
+    reject(trade_date > pd.Timestamp(today), "trade_date in the future")
 
     key = pd.DataFrame({"symbol": symbol, "trade_date": trade_date})
-    reject(
-        key.duplicated(keep=False) & key.notna().all(axis=1),
-        "duplicate (symbol, trade_date) in batch",
-    )
+    reject(key.duplicated(keep=False) & key.notna().all(axis=1), DUPLICATE)
 
-    ok = reason.isna()
+    ok = reason.isna().to_numpy()
     valid = pd.DataFrame(
         {
             "symbol": symbol[ok],
-            "trade_date": trade_date[ok].dt.date,
-            **{c: values[c][ok].astype("float64") for c in PRICES},
+            "trade_date": trade_date[ok],
+            **{c: values[c][ok] for c in PRICES},
             "volume": values["volume"][ok].round().astype("int64"),
+            **{c: extras[c][ok] if c in extras else np.nan for c in OPTIONAL},
         }
     )
     rejected = raw.loc[~ok].copy()

@@ -42,19 +42,55 @@ def cmd_db_init(args: argparse.Namespace) -> int:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
     from ingest.loader import ingest
 
     settings = get_settings()
+    provider = args.provider or settings.data_provider
     symbols = [s for s in (args.symbols or "").split(",") if s] or None
-    result = ingest(
-        settings.database_url,
-        args.provider or settings.data_provider,
-        symbols,
-        args.start,
-        args.end,
-    )
-    print(result.summary())
+    options = {"path": args.path} if getattr(args, "path", None) else {}
+    with tqdm(desc=f"ingest {provider}", unit=" rows", unit_scale=True, file=sys.stderr) as bar:
+        result = ingest(
+            settings.database_url,
+            provider,
+            symbols,
+            args.start,
+            args.end,
+            provider_options=options,
+            on_progress=bar.update,
+        )
+    print(_ingest_table(result))
     return 0
+
+
+def _ingest_table(result) -> str:  # noqa: ANN001 - ingest.loader.BatchResult
+    rows = [
+        ("rows in", result.rows_in),
+        ("inserted", result.rows_inserted),
+        ("updated (corrections)", result.rows_updated),
+        ("unchanged", result.rows_unchanged),
+        ("rejected", result.rows_rejected),
+        *((f"  {why}", n) for why, n in result.rejected_by_reason.items()),
+        ("failed to fetch", len(result.failures)),
+        *((f"  {f['unit']}", f["error"]) for f in result.failures),
+    ]
+    width = max(len(label) for label, _ in rows) + 2
+    lines = [
+        f"batch {result.batch_id} ({result.provider}, {len(result.symbols)} symbols, "
+        f"{result.start_date}..{result.end_date}) in {result.seconds:.1f}s",
+        *(
+            f"  {label:<{width}}{value:>12,}"
+            if isinstance(value, int)
+            else f"  {label:<{width}}{value}"
+            for label, value in rows
+        ),
+    ]
+    if result.rows_rejected:
+        lines.append(
+            f"  rejected rows: select * from raw.rejected_prices where batch_id = '{result.batch_id}'"
+        )
+    return "\n".join(lines)
 
 
 def cmd_features(args: argparse.Namespace) -> int:
@@ -253,7 +289,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     p = sub.add_parser("ingest", help="load prices from a provider into raw.prices")
-    p.add_argument("--provider", help="sample (default: $MARKETFLOW_DATA_PROVIDER)")
+    p.add_argument(
+        "--provider", help="sample | csv | yahoo | synthetic (default: $MARKETFLOW_DATA_PROVIDER)"
+    )
+    p.add_argument("--path", help="csv provider: a file or a folder of .csv / .csv.gz files")
     p.add_argument("--start", type=_date)
     p.add_argument("--end", type=_date)
     p.add_argument("--symbols", help="comma-separated, default all")
@@ -275,7 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
         func=cmd_drift
     )
     p = sub.add_parser("run-all", help="every stage in this process, without Airflow")
-    for name in ("provider", "symbols"):
+    for name in ("provider", "symbols", "path"):
         p.add_argument(f"--{name}")
     p.add_argument("--start", type=_date)
     p.add_argument("--end", type=_date)

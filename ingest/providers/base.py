@@ -2,12 +2,33 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from datetime import date
 
 import pandas as pd
 
 # The columns every provider yields (values may still be malformed: the loader checks them).
 PRICE_COLUMNS = ["symbol", "trade_date", "open", "high", "low", "close", "adj_close", "volume"]
+# Known extra columns, kept in raw.prices when a provider has them (NULL otherwise).
+OPTIONAL_COLUMNS = ["dividend", "split_factor"]
+
+# Providers yield frames of at most this many rows, so memory stays flat as inputs grow.
+CHUNK_ROWS = 100_000
+
+
+@dataclass(frozen=True)
+class FetchFailure:
+    """One unit (a symbol, or a file) a provider could not deliver; the rest of the batch loads.
+
+    Providers yield it in place of a frame. The loader records it in the batch log, and the
+    ingest DAG fails when too large a share of the units failed.
+    """
+
+    unit: str
+    error: str
+
+
+FetchItem = pd.DataFrame | FetchFailure
 
 
 class Provider(abc.ABC):
@@ -17,7 +38,7 @@ class Provider(abc.ABC):
 
     @abc.abstractmethod
     def available_symbols(self) -> list[str]:
-        """Symbols this provider can deliver."""
+        """Symbols this provider can deliver (may be expensive for remote providers)."""
 
     @abc.abstractmethod
     def fetch(
@@ -25,5 +46,6 @@ class Provider(abc.ABC):
         symbols: Sequence[str] | None = None,
         start: date | None = None,
         end: date | None = None,
-    ) -> Iterator[pd.DataFrame]:
-        """Yield frames with PRICE_COLUMNS, one or more per symbol, rows as received."""
+    ) -> Iterator[FetchItem]:
+        """Yield frames with PRICE_COLUMNS (+ any OPTIONAL_COLUMNS), rows as received, at most
+        CHUNK_ROWS each; yield a FetchFailure for a unit that failed and carry on."""

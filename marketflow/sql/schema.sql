@@ -18,6 +18,9 @@ create table if not exists raw.ingest_batches (
     rows_rejected   integer not null default 0,
     status          text not null check (status in ('running', 'succeeded', 'failed')),
     error           text,
+    units_failed    integer not null default 0,
+    failures        jsonb not null default '[]',
+    timings         jsonb not null default '{}',
     started_at      timestamptz not null default now(),
     finished_at     timestamptz
 );
@@ -36,6 +39,12 @@ create table if not exists raw.prices (
     ingested_at timestamptz not null default now(),
     primary key (symbol, trade_date)
 );
+-- Known extras, NULL when the provider does not deliver them.
+alter table raw.prices add column if not exists dividend double precision;
+alter table raw.prices add column if not exists split_factor double precision;
+alter table raw.ingest_batches add column if not exists units_failed integer not null default 0;
+alter table raw.ingest_batches add column if not exists failures jsonb not null default '[]';
+alter table raw.ingest_batches add column if not exists timings jsonb not null default '{}';
 
 create table if not exists raw.rejected_prices (
     id          bigserial primary key,

@@ -91,7 +91,7 @@ def test_bad_rows_are_quarantined_with_a_reason_and_good_rows_load(make_database
             "select row_data->>'trade_date' || '/' || symbol || '/' || (row_data->>'close'), reason from raw.rejected_prices",
         )
     )
-    assert reasons["not a date/CCC/1.5"] == "unparseable trade_date"
+    assert reasons["not a date/CCC/1.5"] == "unparseable trade_date (expected YYYY-MM-DD)"
     assert reasons["2024-01-02/CCC/abc"] == "missing or non-numeric close"
     assert reasons["2024-01-03/CCC/1.5"] == "open must be > 0"
     assert reasons["2024-01-04/CCC/1.0"].startswith("inconsistent OHLC")
@@ -143,3 +143,70 @@ def test_unknown_provider_and_symbol_get_clear_errors(make_database):
         ingest(url, "nope")
     with pytest.raises(ValueError, match="no data for ZZZZ"):
         ingest(url, "sample", ["ZZZZ"])
+
+
+def test_duplicates_across_frames_are_rejected_in_sql(make_database):
+    url = make_database()
+    first = _frame(GOOD)
+    again = _frame([("AAA", "2024-01-03", 10.5, 11.5, 10.0, 11.1, 11.1, 1200)])
+
+    result = load_prices(url, [first, again], "test", today=TODAY)
+
+    assert result.rows_inserted == len(GOOD) - 1
+    assert result.rejected_by_reason == {"duplicate (symbol, trade_date) in batch": 2}
+    assert _rows(url, "select count(*) from raw.prices where trade_date = '2024-01-03'") == [(0,)]
+    assert _rows(url, "select count(*) from raw.rejected_prices where symbol = 'AAA'") == [(2,)]
+
+
+def test_ambiguous_and_iso_dates(make_database):
+    url = make_database()
+    rows = [
+        ("AAA", "2024-01-02", 10, 11, 9, 10.5, 10.5, 100),
+        ("AAA", "2024/01/03", 10, 11, 9, 10.5, 10.5, 100),
+        ("AAA", "20240104", 10, 11, 9, 10.5, 10.5, 100),
+        ("AAA", "2024-01-05 00:00:00-05:00", 10, 11, 9, 10.5, 10.5, 100),
+        ("AAA", "01/08/2024", 10, 11, 9, 10.5, 10.5, 100),
+        ("AAA", "2024-02-30", 10, 11, 9, 10.5, 10.5, 100),
+    ]
+    result = load_prices(url, [_frame(rows)], "test", today=TODAY)
+
+    assert result.rows_inserted == 4
+    loaded = [str(d) for (d,) in _rows(url, "select trade_date from raw.prices order by 1")]
+    assert loaded == ["2024-01-02", "2024-01-03", "2024-01-04", "2024-01-05"]
+    rejected = _rows(
+        url, "select row_data->>'trade_date', reason from raw.rejected_prices order by 1"
+    )
+    assert [r[0] for r in rejected] == ["01/08/2024", "2024-02-30"]
+    assert {r[1] for r in rejected} == {"unparseable trade_date (expected YYYY-MM-DD)"}
+
+
+def test_known_extra_columns_are_kept_and_checked(make_database):
+    url = make_database()
+    frame = _frame(GOOD).assign(dividend=["0.25", "", None], split_factor=["", "2", "-1"])
+
+    result = load_prices(url, [frame], "test", today=TODAY)
+
+    assert result.rows_inserted == 2
+    assert result.rejected_by_reason == {"split_factor out of range": 1}
+    assert _rows(
+        url, "select symbol, dividend, split_factor from raw.prices order by 1, trade_date"
+    ) == [
+        ("AAA", 0.25, None),
+        ("AAA", None, 2.0),
+    ]
+
+
+def test_a_failed_unit_is_logged_and_the_others_load(make_database):
+    from ingest.providers import FetchFailure
+
+    url = make_database()
+    items = [_frame(GOOD[:2]), FetchFailure("ZZZ", "HTTP 404"), _frame(GOOD[2:])]
+
+    result = load_prices(url, items, "test", today=TODAY)
+
+    assert result.rows_inserted == len(GOOD)
+    assert result.failures == [{"unit": "ZZZ", "error": "HTTP 404"}]
+    assert result.failed_share == 1 / 3
+    assert _rows(url, "select units_failed, failures->0->>'unit' from raw.ingest_batches") == [
+        (1, "ZZZ")
+    ]

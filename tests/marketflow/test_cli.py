@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -32,7 +33,10 @@ def test_ingest_command_loads_and_summarises(make_database):
         url=url,
     )
     assert proc.returncode == 0, proc.stderr
-    assert "inserted" in proc.stdout and "0 rejected" in proc.stdout
+    counts = dict(re.findall(r"^  (inserted|rejected|unchanged)\s+([\d,]+)$", proc.stdout, re.M))
+    assert counts["rejected"] == "0" and counts["unchanged"] == "0"
+    assert int(counts["inserted"].replace(",", "")) > 55
+    assert "rows/s" in proc.stderr  # the progress bar
     with psycopg2.connect(url) as conn, conn.cursor() as cur:
         cur.execute(
             "select count(*), min(trade_date), max(trade_date) from raw.prices where symbol='IBM'"
