@@ -129,10 +129,9 @@ def _copy_frame(cur: Any, frame: pd.DataFrame) -> None:
 
 def _rejected_rows(batch_id: str, provider: str, rejected: pd.DataFrame) -> list[tuple]:
     received = rejected.drop(columns="reason")
-    received = received.astype(object).where(received.notna(), None)
     rows = []
     for record, why in zip(received.to_dict("records"), rejected["reason"], strict=True):
-        as_text = {k: None if v is None else str(v) for k, v in record.items()}
+        as_text = {str(k): None if _is_missing(v) else str(v) for k, v in record.items()}
         rows.append(
             (
                 batch_id,
@@ -144,6 +143,10 @@ def _rejected_rows(batch_id: str, provider: str, rejected: pd.DataFrame) -> list
             )
         )
     return rows
+
+
+def _is_missing(value: Any) -> bool:
+    return value is None or value is pd.NA or value is pd.NaT or value != value
 
 
 class _Timer:
