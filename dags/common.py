@@ -1,6 +1,5 @@
 """Defaults shared by the DAG files (standard library only)."""
 
-import os
 from datetime import timedelta
 
 import pendulum
@@ -9,8 +8,7 @@ START_DATE = pendulum.datetime(2024, 1, 1, tz="UTC")
 
 DEFAULT_ARGS = {
     "owner": "marketflow",
-    # Tests set MARKETFLOW_TASK_RETRIES=0 so a failing task fails at once.
-    "retries": int(os.environ.get("MARKETFLOW_TASK_RETRIES", "2")),
+    "retries": 2,
     "retry_delay": timedelta(minutes=2),
     "retry_exponential_backoff": True,
     "max_retry_delay": timedelta(minutes=20),

@@ -8,9 +8,10 @@ the input. Duplicate keys across frames are found in SQL at the end of the batch
 
 from __future__ import annotations
 
-import io
 import json
 import logging
+import queue
+import threading
 import time
 import uuid
 from collections import Counter
@@ -31,7 +32,6 @@ log = logging.getLogger(__name__)
 COLUMNS = ["symbol", "trade_date", "open", "high", "low", "close", "adj_close", "volume", *OPTIONAL]
 _COLS = ", ".join(COLUMNS)
 _VALUES = ", ".join(c for c in COLUMNS if c not in ("symbol", "trade_date"))
-_EXCLUDED = ", ".join(f"excluded.{c}" for c in COLUMNS if c not in ("symbol", "trade_date"))
 
 _CREATE_STAGE = """
 create temporary table _incoming (
@@ -54,18 +54,29 @@ select %(batch)s, %(provider)s, symbol, trade_date::text, to_jsonb(removed), '{D
 from removed
 """
 
-_UPSERT = f"""
-with upserted as (
-    insert into raw.prices as p ({_COLS}, provider, batch_id)
-    select {_COLS}, %(provider)s, %(batch)s from _incoming
-    on conflict (symbol, trade_date) do update set
-        ({_VALUES}, provider, batch_id, ingested_at) =
-        ({_EXCLUDED}, excluded.provider, excluded.batch_id, now())
-    where ({", ".join(f"p.{c}" for c in COLUMNS[2:])})
-        is distinct from ({_EXCLUDED})
-    returning (xmax = 0) as inserted
+# Writers take turns on raw.prices (readers never wait): with the lock, the update and the
+# anti-join insert below cannot race another batch, and they avoid ON CONFLICT's per-row
+# speculative insertion, which made the upsert 2x slower on large batches.
+_LOCK = "lock table raw.prices in share row exclusive mode"
+
+_UPDATE_CHANGED = f"""
+update raw.prices as p set
+    ({_VALUES}, provider, batch_id, ingested_at) =
+    ({", ".join(f"i.{c}" for c in COLUMNS[2:])}, %(provider)s, %(batch)s, now())
+from _incoming as i
+where p.symbol = i.symbol and p.trade_date = i.trade_date
+    and ({", ".join(f"p.{c}" for c in COLUMNS[2:])})
+        is distinct from ({", ".join(f"i.{c}" for c in COLUMNS[2:])})
+"""
+
+_INSERT_NEW = f"""
+insert into raw.prices ({_COLS}, provider, batch_id)
+select {", ".join(f"i.{c}" for c in COLUMNS)}, %(provider)s, %(batch)s
+from _incoming as i
+where not exists (
+    select 1 from raw.prices as p where p.symbol = i.symbol and p.trade_date = i.trade_date
 )
-select count(*) filter (where inserted), count(*) filter (where not inserted) from upserted
+order by i.symbol, i.trade_date
 """
 
 
@@ -120,11 +131,89 @@ def _fetch_one(cur: Any) -> tuple:
     return row
 
 
-def _copy_frame(cur: Any, frame: pd.DataFrame) -> None:
-    buf = io.StringIO()
-    frame[COLUMNS].to_csv(buf, index=False, header=False, date_format="%Y-%m-%d")
-    buf.seek(0)
-    cur.copy_expert(f"copy _incoming ({_COLS}) from stdin with (format csv)", buf)
+class _Timer:
+    def __init__(self) -> None:
+        self.totals: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def add(self, name: str, started: float) -> None:
+        with self._lock:
+            self.totals[name] = self.totals.get(name, 0.0) + time.perf_counter() - started
+
+
+def _to_csv(frame: pd.DataFrame) -> Any:
+    """CSV bytes of a validated frame for COPY. Arrow writes it ~7x faster than pandas, with
+    the same shortest round-trip float text, and releases the GIL while it does."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.csv as pacsv
+
+    table = pa.Table.from_pandas(frame[COLUMNS], preserve_index=False)
+    at = table.schema.get_field_index("trade_date")
+    table = table.set_column(at, "trade_date", pc.cast(table["trade_date"], pa.date32()))
+    out = pa.BufferOutputStream()
+    pacsv.write_csv(table, out, pacsv.WriteOptions(include_header=False))
+    return out.getvalue()
+
+
+@dataclass
+class _Prepared:
+    """One provider frame, validated and serialised, ready for the database thread."""
+
+    rows_in: int
+    csv: Any = None
+    symbols: Any = None
+    first: date | None = None
+    last: date | None = None
+    rejected: pd.DataFrame | None = None
+
+
+_DONE = object()
+
+
+def _prepare(
+    items: Iterable[FetchItem], today: date, timer: _Timer, out: queue.Queue, stop: threading.Event
+) -> None:
+    """Producer thread: validation and CSV serialisation overlap the COPY of the previous
+    frame (two cores: Python here, PostgreSQL there). The bounded queue keeps memory flat;
+    `stop` ends the thread when the loading side gave up."""
+
+    def put(obj: object) -> None:
+        while not stop.is_set():
+            try:
+                out.put(obj, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+
+    try:
+        for item in items:
+            if stop.is_set():
+                return
+            if isinstance(item, FetchFailure):
+                put(item)
+                continue
+            t = time.perf_counter()
+            valid, rejected = split_valid(item, today)
+            timer.add("validate_s", t)
+            prepared = _Prepared(rows_in=len(item), rejected=rejected if len(rejected) else None)
+            if len(valid):
+                t = time.perf_counter()
+                prepared.csv = _to_csv(valid)
+                timer.add("serialize_s", t)
+                prepared.symbols = valid["symbol"].unique()
+                prepared.first = valid["trade_date"].min().date()
+                prepared.last = valid["trade_date"].max().date()
+            put(prepared)
+        put(_DONE)
+    except BaseException as exc:  # noqa: BLE001 - handed to the loading thread, re-raised there
+        put(exc)
+
+
+def _reader(buffer: Any) -> Any:
+    import pyarrow as pa
+
+    return pa.BufferReader(buffer)
 
 
 def _rejected_rows(batch_id: str, provider: str, rejected: pd.DataFrame) -> list[tuple]:
@@ -149,14 +238,6 @@ def _is_missing(value: Any) -> bool:
     return value is None or value is pd.NA or value is pd.NaT or value != value
 
 
-class _Timer:
-    def __init__(self) -> None:
-        self.totals: dict[str, float] = {}
-
-    def add(self, name: str, started: float) -> None:
-        self.totals[name] = self.totals.get(name, 0.0) + time.perf_counter() - started
-
-
 def load_prices(
     database_url: str,
     frames: Iterable[FetchItem],
@@ -175,6 +256,7 @@ def load_prices(
     reasons: Counter[str] = Counter()
     symbols: set[str] = set()
     timer = _Timer()
+    stop = threading.Event()
 
     conn = psycopg2.connect(database_url)
     try:
@@ -185,50 +267,60 @@ def load_prices(
                 (result.batch_id, provider),
             )
             cur.execute(_CREATE_STAGE)
-            items = iter(frames)
+            prepared: queue.Queue = queue.Queue(maxsize=2)
+            producer = threading.Thread(
+                target=_prepare, args=(frames, today, timer, prepared, stop), daemon=True
+            )
+            producer.start()
             while True:
                 t = time.perf_counter()
-                item = next(items, None)
-                timer.add("fetch_s", t)
-                if item is None:
+                item = prepared.get()
+                timer.add("wait_s", t)
+                if item is _DONE:
                     break
+                if isinstance(item, BaseException):
+                    raise item
                 if isinstance(item, FetchFailure):
                     log.warning("could not fetch %s: %s", item.unit, item.error)
                     result.failures.append({"unit": item.unit, "error": item.error})
                     continue
-                result.rows_in += len(item)
-                t = time.perf_counter()
-                valid, rejected = split_valid(item, today)
-                timer.add("validate_s", t)
-                if len(valid):
+                result.rows_in += item.rows_in
+                if item.csv is not None:
                     t = time.perf_counter()
-                    _copy_frame(cur, valid)
+                    cur.copy_expert(
+                        f"copy _incoming ({_COLS}) from stdin with (format csv)",
+                        _reader(item.csv),
+                    )
                     timer.add("copy_s", t)
-                    symbols.update(valid["symbol"].unique())
-                    lo, hi = valid["trade_date"].min().date(), valid["trade_date"].max().date()
-                    result.start_date = min(result.start_date or lo, lo)
-                    result.end_date = max(result.end_date or hi, hi)
-                if len(rejected):
-                    reasons.update(rejected["reason"])
+                    symbols.update(item.symbols)
+                    result.start_date = min(result.start_date or item.first, item.first)
+                    result.end_date = max(result.end_date or item.last, item.last)
+                if item.rejected is not None:
+                    reasons.update(item.rejected["reason"])
                     execute_values(
                         cur,
                         "insert into raw.rejected_prices "
                         "(batch_id, provider, symbol, trade_date, row_data, reason) values %s",
-                        _rejected_rows(result.batch_id, provider, rejected),
+                        _rejected_rows(result.batch_id, provider, item.rejected),
                         template="(%s, %s, %s, %s, %s::jsonb, %s)",
                     )
                 if on_progress:
-                    on_progress(len(item))
+                    on_progress(item.rows_in)
             t = time.perf_counter()
             cur.execute(
                 _REJECT_CROSS_FRAME_DUPLICATES, {"batch": result.batch_id, "provider": provider}
             )
             if cur.rowcount:
                 reasons[DUPLICATE] += cur.rowcount
+            cur.execute("analyze _incoming")
             cur.execute("select count(*) from _incoming")
             staged = _fetch_one(cur)[0]
-            cur.execute(_UPSERT, {"provider": provider, "batch": result.batch_id})
-            result.rows_inserted, result.rows_updated = _fetch_one(cur)
+            cur.execute(_LOCK)
+            keys = {"provider": provider, "batch": result.batch_id}
+            cur.execute(_UPDATE_CHANGED, keys)
+            result.rows_updated = cur.rowcount
+            cur.execute(_INSERT_NEW, keys)
+            result.rows_inserted = cur.rowcount
             timer.add("upsert_s", t)
             result.rows_unchanged = staged - result.rows_inserted - result.rows_updated
             result.rows_rejected = sum(reasons.values())
@@ -266,6 +358,7 @@ def load_prices(
         _record_failure(database_url, result, exc)
         raise
     finally:
+        stop.set()
         conn.close()
     log.info(result.summary())
     return result

@@ -27,12 +27,15 @@ def parse_dates(values: pd.Series) -> pd.Series:
     if pd.api.types.is_datetime64_any_dtype(values):
         dates = values.dt.tz_localize(None) if values.dt.tz is not None else values
         return dates.dt.normalize()
-    text = values.astype("string")
-    parts = text.str.extract(_ISO_DATE)
-    compact = text.str.extract(_COMPACT_DATE)
-    parts = parts.fillna(compact)
-    joined = parts[0] + "-" + parts[1] + "-" + parts[2]
-    return pd.to_datetime(joined, format="%Y-%m-%d", errors="coerce")
+    # Fast path: plain YYYY-MM-DD strings and date objects (nearly every row of every feed).
+    parsed = pd.to_datetime(values, format="%Y-%m-%d", errors="coerce")
+    retry = parsed.isna() & values.notna()
+    if retry.any():
+        text = values[retry].astype("string")
+        parts = text.str.extract(_ISO_DATE).fillna(text.str.extract(_COMPACT_DATE))
+        joined = parts[0] + "-" + parts[1] + "-" + parts[2]
+        parsed[retry] = pd.to_datetime(joined, format="%Y-%m-%d", errors="coerce")
+    return parsed
 
 
 def _numeric(values: pd.Series) -> pd.Series:
@@ -52,7 +55,7 @@ def split_valid(raw: pd.DataFrame, today: date) -> tuple[pd.DataFrame, pd.DataFr
     if missing:
         raise ValueError(f"provider frame lacks columns: {', '.join(missing)}")
 
-    symbol = raw["symbol"].astype("string").str.strip().str.upper()
+    symbol = raw["symbol"].astype("string[pyarrow]").str.strip().str.upper()
     reject(symbol.isna() | (symbol == ""), "missing symbol")
 
     trade_date = parse_dates(raw["trade_date"])

@@ -51,10 +51,14 @@ def dag_runner(airflow_db: str, monkeypatch: pytest.MonkeyPatch):
             monkeypatch.setenv(key, value)
         _airflow("dags", "reserialize")
 
-    def run(dag_id: str, conf: dict | None = None):
+    def run(dag_id: str, conf: dict | None = None, retries: int | None = None):
         bag = DagBag(dags_dir)
         assert not bag.import_errors, bag.import_errors
-        return bag.get_dag(dag_id).test(run_conf=conf)
+        dag = bag.get_dag(dag_id)
+        if retries is not None:  # a failure test should not sit out the retry back-off
+            for task in dag.tasks:
+                task.retries = retries
+        return dag.test(run_conf=conf)
 
     run.configure = configure  # type: ignore[attr-defined]
     return run
