@@ -94,6 +94,8 @@ class BatchResult:
     rows_rejected: int = 0
     rejected_by_reason: dict[str, int] = field(default_factory=dict)
     failures: list[dict[str, str]] = field(default_factory=list)
+    # Units delivered, when the provider names them (csv: files); symbols otherwise.
+    units: set[str] = field(default_factory=set)
     timings: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -108,8 +110,9 @@ class BatchResult:
     @property
     def failed_share(self) -> float:
         """Share of the delivered units (symbols or files) that failed to arrive."""
-        units = len(self.symbols) + len(self.failures)
-        return len(self.failures) / units if units else 0.0
+        delivered = len(self.units) if self.units else len(self.symbols)
+        total = delivered + len(self.failures)
+        return len(self.failures) / total if total else 0.0
 
     def summary(self) -> str:
         rejected = ", ".join(f"{why}: {n}" for why, n in self.rejected_by_reason.items())
@@ -161,6 +164,7 @@ class _Prepared:
     """One provider frame, validated and serialised, ready for the database thread."""
 
     rows_in: int
+    unit: str | None = None
     csv: Any = None
     symbols: Any = None
     first: date | None = None
@@ -196,7 +200,11 @@ def _prepare(
             t = time.perf_counter()
             valid, rejected = split_valid(item, today)
             timer.add("validate_s", t)
-            prepared = _Prepared(rows_in=len(item), rejected=rejected if len(rejected) else None)
+            prepared = _Prepared(
+                rows_in=len(item),
+                unit=item.attrs.get("unit"),
+                rejected=rejected if len(rejected) else None,
+            )
             if len(valid):
                 t = time.perf_counter()
                 prepared.csv = _to_csv(valid)
@@ -285,6 +293,8 @@ def load_prices(
                     result.failures.append({"unit": item.unit, "error": item.error})
                     continue
                 result.rows_in += item.rows_in
+                if item.unit is not None:
+                    result.units.add(item.unit)
                 if item.csv is not None:
                     t = time.perf_counter()
                     cur.copy_expert(

@@ -17,8 +17,13 @@ PRICES = ["open", "high", "low", "close", "adj_close"]
 NUMERIC = [*PRICES, "volume"]
 OPTIONAL = ["dividend", "split_factor"]
 DUPLICATE = "duplicate (symbol, trade_date) in batch"
+MAX_VOLUME = 1e15
 
-_ISO_DATE = r"^\s*(\d{4})[-/](\d{2})[-/](\d{2})(?:[ T].*)?\s*$"
+# The same separator twice; an optional time (and UTC offset) and nothing else after it.
+_ISO_DATE = (
+    r"^\s*(\d{4})([-/])(\d{2})\2(\d{2})"
+    r"(?:[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?\s*$"
+)
 _COMPACT_DATE = r"^\s*(\d{4})(\d{2})(\d{2})\s*$"
 
 
@@ -32,7 +37,8 @@ def parse_dates(values: pd.Series) -> pd.Series:
     retry = parsed.isna() & values.notna()
     if retry.any():
         text = values[retry].astype("string")
-        parts = text.str.extract(_ISO_DATE).fillna(text.str.extract(_COMPACT_DATE))
+        iso = text.str.extract(_ISO_DATE)[[0, 2, 3]].set_axis([0, 1, 2], axis=1)
+        parts = iso.fillna(text.str.extract(_COMPACT_DATE))
         joined = parts[0] + "-" + parts[1] + "-" + parts[2]
         parsed[retry] = pd.to_datetime(joined, format="%Y-%m-%d", errors="coerce")
     return parsed
@@ -67,6 +73,8 @@ def split_valid(raw: pd.DataFrame, today: date) -> tuple[pd.DataFrame, pd.DataFr
     for col in PRICES:
         reject(~np.isfinite(values[col]) | (values[col] <= 0), f"{col} must be > 0")
     reject(~np.isfinite(values["volume"]) | (values["volume"] < 0), "volume must be >= 0")
+    # bigint holds 9.2e18; anything near it is a unit or parsing error, not a trading volume.
+    reject(values["volume"] >= MAX_VOLUME, f"volume must be < {MAX_VOLUME:.0e}")
     body_low = np.minimum(values["open"], values["close"])
     body_high = np.maximum(values["open"], values["close"])
     reject(

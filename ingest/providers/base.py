@@ -21,7 +21,8 @@ class FetchFailure:
     """One unit (a symbol, or a file) a provider could not deliver; the rest of the batch loads.
 
     Providers yield it in place of a frame. The loader records it in the batch log, and the
-    ingest DAG fails when too large a share of the units failed.
+    ingest DAG fails when too large a share of the units failed. A provider whose units are
+    not symbols (csv: files) names the unit of each frame in `frame.attrs["unit"]`.
     """
 
     unit: str

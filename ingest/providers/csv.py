@@ -139,7 +139,9 @@ class CsvProvider(Provider):
         wanted = {s.strip().upper() for s in symbols} if symbols else None
         for file in self._files():
             try:
-                yield from self._fetch_file(file, wanted, start, end)
+                for frame in self._fetch_file(file, wanted, start, end):
+                    frame.attrs["unit"] = file.name  # failures are counted per file
+                    yield frame
             except CsvFileError as exc:
                 if self.path.is_file():
                     raise

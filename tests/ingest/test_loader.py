@@ -167,6 +167,8 @@ def test_ambiguous_and_iso_dates(make_database):
         ("AAA", "2024-01-05 00:00:00-05:00", 10, 11, 9, 10.5, 10.5, 100),
         ("AAA", "01/08/2024", 10, 11, 9, 10.5, 10.5, 100),
         ("AAA", "2024-02-30", 10, 11, 9, 10.5, 10.5, 100),
+        ("AAA", "2024-01-09 garbage", 10, 11, 9, 10.5, 10.5, 100),
+        ("AAA", "2024-01/10", 10, 11, 9, 10.5, 10.5, 100),
     ]
     result = load_prices(url, [_frame(rows)], "test", today=TODAY)
 
@@ -176,7 +178,12 @@ def test_ambiguous_and_iso_dates(make_database):
     rejected = _rows(
         url, "select row_data->>'trade_date', reason from raw.rejected_prices order by 1"
     )
-    assert [r[0] for r in rejected] == ["01/08/2024", "2024-02-30"]
+    assert [r[0] for r in rejected] == [
+        "01/08/2024",
+        "2024-01-09 garbage",
+        "2024-01/10",
+        "2024-02-30",
+    ]
     assert {r[1] for r in rejected} == {"unparseable trade_date (expected YYYY-MM-DD)"}
 
 
@@ -210,3 +217,28 @@ def test_a_failed_unit_is_logged_and_the_others_load(make_database):
     assert _rows(url, "select units_failed, failures->0->>'unit' from raw.ingest_batches") == [
         (1, "ZZZ")
     ]
+
+
+def test_absurd_volumes_are_rejected_not_wrapped(make_database):
+    url = make_database()
+    rows = [("AAA", "2024-01-02", 10, 11, 9, 10.5, 10.5, "1e30")]
+
+    result = load_prices(url, [_frame(rows)], "test", today=TODAY)
+
+    assert result.rejected_by_reason == {"volume must be < 1e+15": 1}
+    assert _rows(url, "select count(*) from raw.prices") == [(0,)]
+
+
+def test_failed_share_counts_named_units_not_symbols(make_database):
+    from ingest.providers import FetchFailure
+
+    url = make_database()
+    long_file = _frame([(f"S{i:03d}", "2024-01-02", 10, 11, 9, 10.5, 10.5, 1) for i in range(50)])
+    long_file.attrs["unit"] = "all.csv"
+
+    result = load_prices(
+        url, [long_file, FetchFailure("bad.csv", "no close column")], "csv", today=TODAY
+    )
+
+    assert len(result.symbols) == 50
+    assert result.failed_share == 0.5
