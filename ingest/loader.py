@@ -76,7 +76,6 @@ from _incoming as i
 where not exists (
     select 1 from raw.prices as p where p.symbol = i.symbol and p.trade_date = i.trade_date
 )
-order by i.symbol, i.trade_date
 """
 
 
@@ -167,6 +166,8 @@ class _Prepared:
     unit: str | None = None
     csv: Any = None
     symbols: Any = None
+    # (symbol, first date, last date) per symbol in this frame: cross-frame duplicate check.
+    spans: list[tuple[str, Any, Any]] = field(default_factory=list)
     first: date | None = None
     last: date | None = None
     rejected: pd.DataFrame | None = None
@@ -210,12 +211,29 @@ def _prepare(
                 prepared.csv = _to_csv(valid)
                 timer.add("serialize_s", t)
                 prepared.symbols = valid["symbol"].unique()
+                by_symbol = valid.groupby("symbol", observed=True)["trade_date"].agg(["min", "max"])
+                prepared.spans = list(by_symbol.itertuples(name=None))
                 prepared.first = valid["trade_date"].min().date()
                 prepared.last = valid["trade_date"].max().date()
             put(prepared)
         put(_DONE)
     except BaseException as exc:  # noqa: BLE001 - handed to the loading thread, re-raised there
         put(exc)
+
+
+class _Spans:
+    """Date ranges seen per symbol across the frames of a batch."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, list[tuple[Any, Any]]] = {}
+
+    def overlaps(self, spans: list[tuple[str, Any, Any]]) -> bool:
+        hit = False
+        for symbol, lo, hi in spans:
+            ranges = self.seen.setdefault(symbol, [])
+            hit = hit or any(lo <= b and a <= hi for a, b in ranges)
+            ranges.append((lo, hi))
+        return hit
 
 
 def _reader(buffer: Any) -> Any:
@@ -274,7 +292,11 @@ def load_prices(
                 "values (%s, %s, 'running')",
                 (result.batch_id, provider),
             )
+            # Room for the anti-join and duplicate check to stay in memory on large batches.
+            cur.execute("set local work_mem = '256MB'")
             cur.execute(_CREATE_STAGE)
+            spans = _Spans()
+            overlap = False
             prepared: queue.Queue = queue.Queue(maxsize=2)
             producer = threading.Thread(
                 target=_prepare, args=(frames, today, timer, prepared, stop), daemon=True
@@ -303,6 +325,7 @@ def load_prices(
                     )
                     timer.add("copy_s", t)
                     symbols.update(item.symbols)
+                    overlap = overlap or spans.overlaps(item.spans)
                     result.start_date = min(result.start_date or item.first, item.first)
                     result.end_date = max(result.end_date or item.last, item.last)
                 if item.rejected is not None:
@@ -317,11 +340,13 @@ def load_prices(
                 if on_progress:
                     on_progress(item.rows_in)
             t = time.perf_counter()
-            cur.execute(
-                _REJECT_CROSS_FRAME_DUPLICATES, {"batch": result.batch_id, "provider": provider}
-            )
-            if cur.rowcount:
-                reasons[DUPLICATE] += cur.rowcount
+            if overlap:  # only then can two frames hold the same key
+                cur.execute(
+                    _REJECT_CROSS_FRAME_DUPLICATES,
+                    {"batch": result.batch_id, "provider": provider},
+                )
+                if cur.rowcount:
+                    reasons[DUPLICATE] += cur.rowcount
             cur.execute("analyze _incoming")
             cur.execute("select count(*) from _incoming")
             staged = _fetch_one(cur)[0]

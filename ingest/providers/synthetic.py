@@ -116,8 +116,9 @@ class SyntheticProvider(Provider):
         first_close = float(np.clip(np.exp(rng.normal(np.log(50.0), 0.8)), 5.0, 800.0))
         base_volume = np.exp(rng.normal(np.log(1.5e6), 1.0))
 
-        # Student-t shocks scaled to unit variance: fat tails at the same volatility.
-        shocks = rng.standard_t(dof, n) * np.sqrt((dof - 2.0) / dof)
+        # Student-t shocks scaled to unit variance: fat tails at the same volatility, cut at
+        # 8 sigma (a 60-sigma day once in a few million rows is noise, not realism).
+        shocks = np.clip(rng.standard_t(dof, n) * np.sqrt((dof - 2.0) / dof), -8.0, 8.0)
         returns = drift - 0.5 * sigma**2 + sigma * shocks
         returns[0] = 0.0
         overnight = rng.normal(0.0, 0.25 * sigma, n)
