@@ -179,7 +179,8 @@ def test_run_drift_records_one_row_per_date_and_model(features_db: str, tmp_path
     assert set(SHIFTED) <= set(result.drifted_features)
 
     (row,) = _drift_rows(features_db)
-    assert str(row["run_id"]) == str(result.run_id)  # peewee (via yfinance) may register a UUID caster
+    # str(): yfinance imports peewee, which registers psycopg2's UUID caster process-wide.
+    assert str(row["run_id"]) == str(result.run_id)
     assert row["run_date"] == current_end
     assert (row["reference_start"], row["reference_end"]) == REFERENCE_WINDOW
     assert (row["current_start"], row["current_end"]) == (current_start, current_end)
@@ -197,7 +198,7 @@ def test_run_drift_records_one_row_per_date_and_model(features_db: str, tmp_path
     again = _run(features_db, tmp_path / "reports")
     (row,) = _drift_rows(features_db)
     assert again.run_id != result.run_id
-    assert row["run_id"] == str(again.run_id)
+    assert str(row["run_id"]) == str(again.run_id)
     assert row["n_drifted_features"] == result.n_drifted_features
 
     _run(features_db, tmp_path / "reports", model_version="4")
@@ -307,4 +308,5 @@ def test_unreachable_mlflow_still_records_the_drift(features_db: str, tmp_path: 
 
     assert result.mlflow_drift_run_id is None
     (row,) = _drift_rows(features_db)
-    assert str(row["run_id"]) == str(result.run_id)  # peewee (via yfinance) may register a UUID caster
+    # str(): yfinance imports peewee, which registers psycopg2's UUID caster process-wide.
+    assert str(row["run_id"]) == str(result.run_id)
