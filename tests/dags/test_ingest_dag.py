@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import psycopg2
+from tests.helpers import asset_events, query
 
 HEADER = "Date,Open,High,Low,Close,Adj Close,Volume\n"
 
@@ -15,28 +15,6 @@ def _write_prices(folder: Path) -> None:
     (folder / "AAA.csv").write_text(HEADER + rows)
     (folder / "BBB.csv").write_text(HEADER + rows)
     (folder / "CCC.csv").write_text("Date,Open,High,Low,Volume\n2024-01-02,10,11,9,1000\n")
-
-
-def _raw_events() -> int:
-    from airflow.models.asset import AssetEvent, AssetModel
-    from airflow.utils.session import create_session
-    from sqlalchemy import func, select
-
-    with create_session() as session:
-        return session.scalar(
-            select(func.count())
-            .select_from(AssetEvent)
-            .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
-            .where(AssetModel.name == "raw_prices")
-        )
-
-
-def _query(url: str, sql: str) -> list[tuple]:
-    with psycopg2.connect(url) as conn, conn.cursor() as cur:
-        cur.execute(sql)
-        rows = cur.fetchall()
-    conn.close()
-    return rows
 
 
 def _load_state(run) -> str:
@@ -49,29 +27,29 @@ def test_a_bad_file_is_isolated_and_the_threshold_fails_loudly(dag_runner, make_
     dag_runner.configure(MARKETFLOW_DATABASE_URL=url)
     conf = {"provider": "csv", "path": str(tmp_path), "start": "2024-01-01", "end": "2024-01-31"}
 
-    events = _raw_events()
+    events = asset_events("raw_prices")
     strict = dag_runner("marketflow_ingest", {**conf, "max_failed_share": 0.2}, retries=0)
 
     assert str(strict.state) == "failed"
     # The good files were committed before the task failed on the share of failures...
-    assert _query(url, "select symbol, count(*) from raw.prices group by 1 order by 1") == [
+    assert query(url, "select symbol, count(*) from raw.prices group by 1 order by 1") == [
         ("AAA", 6),
         ("BBB", 6),
     ]
-    assert _query(url, "select units_failed, failures->0->>'unit' from raw.ingest_batches") == [
+    assert query(url, "select units_failed, failures->0->>'unit' from raw.ingest_batches") == [
         (1, "CCC.csv")
     ]
     # ...but a failed task emits no Asset event.
-    assert _raw_events() == events
+    assert asset_events("raw_prices") == events
 
     tolerant = dag_runner("marketflow_ingest", {**conf, "max_failed_share": 0.5}, retries=0)
     assert str(tolerant.state) == "success"
     # Same rows again: nothing changed, so the task is skipped and emits nothing.
     assert _load_state(tolerant) == "skipped"
-    assert _raw_events() == events
+    assert asset_events("raw_prices") == events
 
     (tmp_path / "CCC.csv").write_text(HEADER + "2024-01-02,20,21,19,20.5,20.5,500\n")
     fixed = dag_runner("marketflow_ingest", {**conf, "max_failed_share": 0.2}, retries=0)
     assert _load_state(fixed) == "success"
-    assert _raw_events() == events + 1
-    assert _query(url, "select count(*) from raw.prices where symbol = 'CCC'") == [(1,)]
+    assert asset_events("raw_prices") == events + 1
+    assert query(url, "select count(*) from raw.prices where symbol = 'CCC'") == [(1,)]

@@ -7,6 +7,7 @@ import psycopg2
 import pytest
 
 from marketflow.settings import Settings
+from tests.helpers import asset_events
 
 pytestmark = pytest.mark.e2e
 
@@ -22,20 +23,6 @@ def _task_states(run) -> dict[str, str]:
     return {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
 
 
-def _asset_events(asset_name: str, airflow_db: str) -> int:
-    from airflow.models.asset import AssetEvent, AssetModel
-    from airflow.utils.session import create_session
-    from sqlalchemy import func, select
-
-    with create_session() as session:
-        return session.scalar(
-            select(func.count())
-            .select_from(AssetEvent)
-            .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
-            .where(AssetModel.name == asset_name)
-        )
-
-
 def test_sample_data_flows_from_ingest_to_api(dag_runner, database_url, mlflow_store, airflow_db):
     dag_runner.configure(MARKETFLOW_DATABASE_URL=database_url, **mlflow_store)
 
@@ -43,14 +30,14 @@ def test_sample_data_flows_from_ingest_to_api(dag_runner, database_url, mlflow_s
         "marketflow_ingest", {"provider": "sample", "start": "2000-01-01", "end": "2013-12-31"}
     )
     assert str(run.state) == "success", _task_states(run)
-    assert _asset_events("raw_prices", airflow_db) >= 1
+    assert asset_events("raw_prices") >= 1
 
     for dag_id in CHAIN:
         run = dag_runner(dag_id)
         assert str(run.state) == "success", f"{dag_id}: {_task_states(run)}"
 
     for asset in ("features_daily", "model", "daily_signals", "drift_runs"):
-        assert _asset_events(asset, airflow_db) >= 1, asset
+        assert asset_events(asset) >= 1, asset
 
     with psycopg2.connect(database_url) as conn, conn.cursor() as cur:
         cur.execute("select count(*) from raw.prices")

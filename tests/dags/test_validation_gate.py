@@ -7,19 +7,7 @@ import uuid
 
 import psycopg2
 
-
-def _feature_events() -> int:
-    from airflow.models.asset import AssetEvent, AssetModel
-    from airflow.utils.session import create_session
-    from sqlalchemy import func, select
-
-    with create_session() as session:
-        return session.scalar(
-            select(func.count())
-            .select_from(AssetEvent)
-            .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
-            .where(AssetModel.name == "features_daily")
-        )
+from tests.helpers import asset_events
 
 
 def test_bad_raw_prices_stop_the_pipeline_before_dbt_and_training(dag_runner, make_database):
@@ -38,7 +26,7 @@ def test_bad_raw_prices_stop_the_pipeline_before_dbt_and_training(dag_runner, ma
         )
     conn.close()
     dag_runner.configure(MARKETFLOW_DATABASE_URL=url)
-    events_before = _feature_events()
+    events_before = asset_events("features_daily")
 
     run = dag_runner("marketflow_features")
 
@@ -48,7 +36,9 @@ def test_bad_raw_prices_stop_the_pipeline_before_dbt_and_training(dag_runner, ma
     dbt_states = {v for k, v in states.items() if k.startswith("dbt.")}
     assert dbt_states == {"upstream_failed"}, states
     assert states["validate_features"] == "upstream_failed"
-    assert _feature_events() == events_before, "FEATURES must not be emitted after a failed check"
+    assert asset_events("features_daily") == events_before, (
+        "FEATURES must not be emitted after a failed check"
+    )
 
     with psycopg2.connect(url) as conn, conn.cursor() as cur:
         cur.execute("select to_regclass('marts.features_daily')")

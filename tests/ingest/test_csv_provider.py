@@ -6,13 +6,13 @@ import gzip
 from datetime import date
 from pathlib import Path
 
-import psycopg2
 import pytest
 
 import ingest.providers.csv as csv_provider
 from ingest.loader import BatchResult, load_prices
 from ingest.providers import PRICE_COLUMNS, FetchFailure, get_provider
 from ingest.providers.csv import CsvProvider
+from tests.helpers import query as _rows
 
 TODAY = date(2024, 6, 28)
 UNPARSEABLE = "unparseable trade_date (expected YYYY-MM-DD)"
@@ -27,14 +27,6 @@ def _write(path: Path, text: str, bom: bool = False) -> Path:
     else:
         path.write_text(data, encoding="utf-8", newline="")
     return path
-
-
-def _rows(url: str, query: str) -> list[tuple]:
-    with psycopg2.connect(url) as conn, conn.cursor() as cur:
-        cur.execute(query)
-        rows = cur.fetchall()
-    conn.close()
-    return rows
 
 
 def _prices(url: str) -> list[tuple]:

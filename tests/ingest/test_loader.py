@@ -9,6 +9,7 @@ import psycopg2
 import pytest
 
 from ingest.loader import ingest, load_prices
+from tests.helpers import query as _rows
 
 TODAY = date(2024, 6, 28)
 
@@ -22,14 +23,6 @@ def _checksum(url: str) -> tuple[int, str]:
         result = cur.fetchone()
     conn.close()
     return result
-
-
-def _rows(url: str, query: str) -> list[tuple]:
-    with psycopg2.connect(url) as conn, conn.cursor() as cur:
-        cur.execute(query)
-        rows = cur.fetchall()
-    conn.close()
-    return rows
 
 
 def _frame(rows: list[tuple]) -> pd.DataFrame:

@@ -1,0 +1,29 @@
+"""Small helpers shared by test modules (imported as `tests.helpers`)."""
+
+from __future__ import annotations
+
+import psycopg2
+
+
+def query(url: str, sql: str) -> list[tuple]:
+    """All rows of one query, on a connection of its own."""
+    with psycopg2.connect(url) as conn, conn.cursor() as cur:
+        cur.execute(sql)
+        rows = cur.fetchall()
+    conn.close()
+    return rows
+
+
+def asset_events(asset_name: str) -> int:
+    """Asset events recorded so far in this session's Airflow metadata database."""
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import func, select
+
+    with create_session() as session:
+        return session.scalar(
+            select(func.count())
+            .select_from(AssetEvent)
+            .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+            .where(AssetModel.name == asset_name)
+        )
