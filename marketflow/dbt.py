@@ -16,11 +16,25 @@ from urllib.parse import unquote, urlsplit
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parent.parent / "dbt"
 
-# dbt reads these through click's envvar support, so they apply to every command.
-_DBT_PATH_ENV = {
-    "DBT_TARGET_PATH": str(DBT_PROJECT_DIR / "target"),
-    "DBT_LOG_PATH": str(DBT_PROJECT_DIR / "logs"),
-}
+
+def target_path() -> Path:
+    """Where dbt writes manifest, run results and docs: dbt/target unless
+    MARKETFLOW_DBT_TARGET_PATH says otherwise (each test session sets its own, so parallel
+    runs never share partial-parse state)."""
+    return Path(os.environ.get("MARKETFLOW_DBT_TARGET_PATH") or DBT_PROJECT_DIR / "target")
+
+
+def _dbt_path_env() -> dict[str, str]:
+    # dbt reads these through click's envvar support, so they apply to every command.
+    target = target_path()
+    logs = os.environ.get("MARKETFLOW_DBT_LOG_PATH") or str(
+        target.parent / "logs"
+        if "MARKETFLOW_DBT_TARGET_PATH" in os.environ
+        else DBT_PROJECT_DIR / "logs"
+    )
+    return {"DBT_TARGET_PATH": str(target), "DBT_LOG_PATH": logs}
+
+
 _FAILED_STATUSES = frozenset({"error", "fail", "runtime error"})
 _NO_MATCH_IS_ERROR = '{"error": ["NoNodesForSelectionCriteria"]}'
 
@@ -95,7 +109,7 @@ def run_dbt(args: list[str], database_url: str) -> None:
         "--profiles-dir",
         str(DBT_PROJECT_DIR),
     ]
-    with _dbt_lock, _environ({**dbt_env(database_url), **_DBT_PATH_ENV}):
+    with _dbt_lock, _environ({**dbt_env(database_url), **_dbt_path_env()}):
         res = dbtRunner().invoke(cli_args)
     if not res.success:
         raise DbtError(_failure_message(args, res))
@@ -111,8 +125,16 @@ def build(database_url: str, select: str | None = None) -> None:
 
 
 def docs_generate(database_url: str) -> None:
-    """`dbt docs generate`: manifest.json and catalog.json under dbt/target for `dbt docs serve`."""
+    """`dbt docs generate`: manifest.json, catalog.json and index.html under `target_path()`."""
     run_dbt(["docs", "generate"], database_url)
 
 
-__all__ = ["DBT_PROJECT_DIR", "DbtError", "build", "dbt_env", "docs_generate", "run_dbt"]
+__all__ = [
+    "DBT_PROJECT_DIR",
+    "DbtError",
+    "build",
+    "dbt_env",
+    "docs_generate",
+    "run_dbt",
+    "target_path",
+]

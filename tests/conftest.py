@@ -29,6 +29,8 @@ os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__CORE__EXECUTOR"] = "LocalExecutor"
 os.environ["AIRFLOW__CORE__PARALLELISM"] = "2"
 os.environ["AIRFLOW__LOGGING__LOGGING_LEVEL"] = "INFO"
+# dbt's manifest and partial-parse state per session, never the shared dbt/target.
+os.environ["MARKETFLOW_DBT_TARGET_PATH"] = os.path.join("/tmp", f"{TEST_ID}_dbt", "target")
 os.environ.pop("MARKETFLOW_DATABASE_URL", None)
 os.environ.pop("MLFLOW_TRACKING_URI", None)
 

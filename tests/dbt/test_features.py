@@ -20,7 +20,7 @@ import psycopg2
 import pytest
 
 from marketflow.db import drop_database, init_database
-from marketflow.dbt import DBT_PROJECT_DIR, DbtError, build, dbt_env, docs_generate
+from marketflow.dbt import DbtError, build, dbt_env, docs_generate, target_path
 from marketflow.settings import with_database
 
 N_DAYS = 60
@@ -361,7 +361,7 @@ def test_failed_data_test_raises_dbt_error(
 
 def test_docs_describe_every_mart_column(built_url: str) -> None:
     docs_generate(built_url)
-    target = DBT_PROJECT_DIR / "target"
+    target = target_path()
     catalog = json.loads((target / "catalog.json").read_text())
     manifest = json.loads((target / "manifest.json").read_text())
     for model in ("features_daily", "labels_daily"):

@@ -1,0 +1,87 @@
+"""The small inference module: load the champion and score symbols on a date.
+
+Used by batch scoring (ml.scoring) and by the API's on-demand endpoint, so it imports neither
+torch nor training code at module level; loading a champion imports what its flavour needs.
+
+Contract of a packaged MarketFlow model (an MLflow pyfunc, see ml.pyfunc):
+- input: a long frame with `symbol`, `trade_date` and the model's feature columns, holding for
+  each symbol its last `lookback` trading days up to the day to score (1 for tabular models,
+  L for sequence models), sorted by symbol then date;
+- output: one score per input row; rows without a full look-back window score NaN.
+The model version carries `lookback` and `features` as metadata (model version tags), so a
+caller knows what to read before it loads the model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import pandas as pd
+
+from marketflow.settings import Settings, get_settings
+from ml.tracking import CHAMPION, champion_version, configure
+
+
+@dataclass(frozen=True)
+class Champion:
+    name: str
+    version: str
+    run_id: str
+    features: list[str]
+    lookback: int
+    model: Any  # mlflow.pyfunc.PyFuncModel
+
+
+def load_champion(settings: Settings | None = None) -> Champion | None:
+    """The model behind `models:/<name>@champion`, or None when there is no champion yet."""
+    import mlflow
+
+    settings = settings or get_settings()
+    version = champion_version(configure(settings), settings.model_name)
+    if version is None:
+        return None
+    model = mlflow.pyfunc.load_model(f"models:/{settings.model_name}/{version.version}")
+    python_model = _python_model(model)
+    features = list(getattr(python_model, "features", None) or _tag_list(version, "features"))
+    lookback = int(getattr(python_model, "lookback", None) or version.tags.get("lookback", 1))
+    return Champion(
+        name=settings.model_name,
+        version=str(version.version),
+        run_id=str(version.run_id),
+        features=features,
+        lookback=max(1, lookback),
+        model=model,
+    )
+
+
+def _python_model(model: Any) -> Any:
+    try:
+        return model.unwrap_python_model()
+    except Exception:  # noqa: BLE001 - not a python_model flavour: fall back to the tags
+        return None
+
+
+def _tag_list(version: Any, key: str) -> list[str]:
+    value = (version.tags or {}).get(key, "")
+    return [v for v in value.split(",") if v]
+
+
+def score_rows(champion: Champion, frame: pd.DataFrame, day: date | None = None) -> pd.DataFrame:
+    """Scores of `frame`'s rows on `day` (default: its last date), as (symbol, trade_date, score).
+
+    `frame` holds the look-back history the model needs (see the module contract); rows that
+    cannot be scored (NaN) are dropped.
+    """
+    if frame.empty:
+        return pd.DataFrame(columns=["symbol", "trade_date", "score"])
+    frame = frame.sort_values(["symbol", "trade_date"]).reset_index(drop=True)
+    scores = champion.model.predict(frame[["symbol", "trade_date", *champion.features]])
+    out = frame[["symbol", "trade_date"]].assign(score=pd.Series(scores).to_numpy(dtype=float))
+    day = day or out["trade_date"].max()
+    out = out[(out["trade_date"] == day) & out["score"].notna()]
+    return out.reset_index(drop=True)
+
+
+__all__ = ["CHAMPION", "Champion", "load_champion", "score_rows"]
