@@ -13,3 +13,8 @@ SIGNALS = Asset(
 DRIFT = Asset(
     name="drift_runs", uri="postgres://marketflow/monitoring/drift_runs", group="marketflow"
 )
+# Emitted by monitoring when drift or live-quality decay crosses its thresholds (with a
+# cool-down); the training DAG is scheduled on it as well as on FEATURES.
+RETRAIN_REQUEST = Asset(
+    name="retrain_request", uri="marketflow://monitoring/retrain_request", group="marketflow"
+)
