@@ -1,9 +1,23 @@
-"""Load validated prices into raw.prices: COPY into a temporary table, then one upsert.
+"""Load validated prices into raw.prices: new keys by COPY, the rest through a staged upsert.
 
 A batch is one transaction: it lands whole or not at all, and re-running it leaves the
 table identical (unchanged rows are not rewritten, so their batch_id stays put). Frames
 stream through: each is validated and COPYed as it arrives, so memory does not grow with
-the input. Duplicate keys across frames are found in SQL at the end of the batch.
+the input.
+
+Two paths, chosen per frame under the batch's writer lock:
+- direct: none of the frame's (symbol, date range) spans holds a row in raw.prices or meets
+  an earlier frame of the batch, so every key is new: COPY straight into raw.prices (what a
+  first load or a new day looks like);
+- staged: anything else (corrections, re-deliveries) is COPYed into a temporary table and
+  merged at the end by one UPDATE of changed rows and one anti-join INSERT.
+Duplicate keys across frames are found in SQL at the end of the batch, direct rows included.
+
+An initial load (raw.prices empty when the batch starts) is a bulk load, as pg_restore does
+it: the primary key is dropped inside the batch's transaction, every frame goes direct into
+the unindexed table, and the key is built once, by a sort, before the merge. Readers wait
+for that commit (they would find an empty table anyway); on failure the rollback restores
+the key with the empty table.
 """
 
 from __future__ import annotations
@@ -33,11 +47,42 @@ COLUMNS = ["symbol", "trade_date", "open", "high", "low", "close", "adj_close", 
 _COLS = ", ".join(COLUMNS)
 _VALUES = ", ".join(c for c in COLUMNS if c not in ("symbol", "trade_date"))
 
+# Every COPY (direct or staged) carries the batch's provider and id after the price columns.
+_COPY_COLS = f"{_COLS}, provider, batch_id"
+
 _CREATE_STAGE = """
 create temporary table _incoming (
     symbol text, trade_date date, open float8, high float8, low float8, close float8,
-    adj_close float8, volume bigint, dividend float8, split_factor float8
+    adj_close float8, volume bigint, dividend float8, split_factor float8,
+    provider text, batch_id uuid
 ) on commit drop
+"""
+
+# Does any span (symbol, first, last) of a frame already hold rows? (one index probe each)
+_ANY_EXISTING = """
+select exists (
+    select 1 from unnest(%s::text[], %s::date[], %s::date[]) as s(symbol, lo, hi)
+    where exists (
+        select 1 from raw.prices as p
+        where p.symbol = s.symbol and p.trade_date between s.lo and s.hi
+    )
+)
+"""
+
+_PRIMARY_KEY = """
+select conname from pg_constraint where conrelid = 'raw.prices'::regclass and contype = 'p'
+"""
+
+# A staged key that an earlier direct frame of this batch also delivered: move the direct
+# copy back to the stage, so that the duplicate rule below rejects every copy of it.
+_RESTAGE_DIRECT_DUPLICATES = f"""
+with moved as (
+    delete from raw.prices as p
+    using (select distinct symbol, trade_date from _incoming) as i
+    where p.batch_id = %(batch)s and p.symbol = i.symbol and p.trade_date = i.trade_date
+    returning {", ".join(f"p.{c}" for c in COLUMNS)}, p.provider, p.batch_id
+)
+insert into _incoming ({_COPY_COLS}) select * from moved
 """
 
 # Keys delivered more than once in a batch (in different frames) are rejected, all copies.
@@ -50,12 +95,14 @@ with dup_keys as (
     returning i.*
 )
 insert into raw.rejected_prices (batch_id, provider, symbol, trade_date, row_data, reason)
-select %(batch)s, %(provider)s, symbol, trade_date::text, to_jsonb(removed), '{DUPLICATE}'
+select %(batch)s, %(provider)s, symbol, trade_date::text,
+       to_jsonb(removed) - 'provider' - 'batch_id', '{DUPLICATE}'
 from removed
 """
 
-# Writers take turns on raw.prices (readers never wait): with the lock, the update and the
-# anti-join insert below cannot race another batch, and they avoid ON CONFLICT's per-row
+# Writers take turns on raw.prices (readers never wait), from the start of a batch: with the
+# lock, "no row in these spans" stays true until commit, so the direct COPY, the update and
+# the anti-join insert cannot race another batch, and they avoid ON CONFLICT's per-row
 # speculative insertion, which made the upsert 2x slower on large batches.
 _LOCK = "lock table raw.prices in share row exclusive mode"
 
@@ -91,6 +138,8 @@ class BatchResult:
     rows_updated: int = 0
     rows_unchanged: int = 0
     rows_rejected: int = 0
+    # Of rows_inserted, those COPYed straight into raw.prices (all keys new, nothing staged).
+    rows_direct: int = 0
     rejected_by_reason: dict[str, int] = field(default_factory=dict)
     failures: list[dict[str, str]] = field(default_factory=list)
     # Units delivered, when the provider names them (csv: files); symbols otherwise.
@@ -143,9 +192,9 @@ class _Timer:
             self.totals[name] = self.totals.get(name, 0.0) + time.perf_counter() - started
 
 
-def _to_csv(frame: pd.DataFrame) -> Any:
-    """CSV bytes of a validated frame for COPY. Arrow writes it ~7x faster than pandas, with
-    the same shortest round-trip float text, and releases the GIL while it does."""
+def _to_csv(frame: pd.DataFrame, provider: str, batch_id: str) -> Any:
+    """CSV bytes of a validated frame for COPY (`_COPY_COLS`). Arrow writes it ~7x faster than
+    pandas, with the same shortest round-trip float text, and releases the GIL while it does."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.csv as pacsv
@@ -153,6 +202,11 @@ def _to_csv(frame: pd.DataFrame) -> Any:
     table = pa.Table.from_pandas(frame[COLUMNS], preserve_index=False)
     at = table.schema.get_field_index("trade_date")
     table = table.set_column(at, "trade_date", pc.cast(table["trade_date"], pa.date32()))
+    for name, value in (("provider", provider), ("batch_id", batch_id)):
+        constant = pa.DictionaryArray.from_arrays(
+            pa.array([0] * len(table), pa.int32()), pa.array([value])
+        )
+        table = table.append_column(name, pc.cast(constant, pa.string()))
     out = pa.BufferOutputStream()
     pacsv.write_csv(table, out, pacsv.WriteOptions(include_header=False))
     return out.getvalue()
@@ -164,6 +218,7 @@ class _Prepared:
 
     rows_in: int
     unit: str | None = None
+    rows_valid: int = 0
     csv: Any = None
     symbols: Any = None
     # (symbol, first date, last date) per symbol in this frame: cross-frame duplicate check.
@@ -177,7 +232,12 @@ _DONE = object()
 
 
 def _prepare(
-    items: Iterable[FetchItem], today: date, timer: _Timer, out: queue.Queue, stop: threading.Event
+    items: Iterable[FetchItem],
+    today: date,
+    stamp: tuple[str, str],
+    timer: _Timer,
+    out: queue.Queue,
+    stop: threading.Event,
 ) -> None:
     """Producer thread: validation and CSV serialisation overlap the COPY of the previous
     frame (two cores: Python here, PostgreSQL there). The bounded queue keeps memory flat;
@@ -208,7 +268,8 @@ def _prepare(
             )
             if len(valid):
                 t = time.perf_counter()
-                prepared.csv = _to_csv(valid)
+                prepared.rows_valid = len(valid)
+                prepared.csv = _to_csv(valid, *stamp)
                 timer.add("serialize_s", t)
                 prepared.symbols = valid["symbol"].unique()
                 by_symbol = valid.groupby("symbol", observed=True)["trade_date"].agg(["min", "max"])
@@ -234,6 +295,28 @@ class _Spans:
             hit = hit or any(lo <= b and a <= hi for a, b in ranges)
             ranges.append((lo, hi))
         return hit
+
+
+def _begin_bulk_load(cur: Any) -> str:
+    """Drop raw.prices' primary key for an initial load; returns its name to re-create it."""
+    cur.execute(_PRIMARY_KEY)
+    name = _fetch_one(cur)[0]
+    cur.execute(f'alter table raw.prices drop constraint "{name}"')
+    log.info("raw.prices is empty: bulk load, primary key %s is rebuilt at the end", name)
+    return f'"{name}"'
+
+
+def _any_existing(cur: Any, spans: list[tuple[str, Any, Any]]) -> bool:
+    symbols, lows, highs = zip(*spans, strict=True)
+    cur.execute(
+        _ANY_EXISTING,
+        (
+            list(symbols),
+            [pd.Timestamp(d).date() for d in lows],
+            [pd.Timestamp(d).date() for d in highs],
+        ),
+    )
+    return bool(_fetch_one(cur)[0])
 
 
 def _reader(buffer: Any) -> Any:
@@ -295,11 +378,19 @@ def load_prices(
             # Room for the anti-join and duplicate check to stay in memory on large batches.
             cur.execute("set local work_mem = '256MB'")
             cur.execute(_CREATE_STAGE)
+            t = time.perf_counter()
+            cur.execute(_LOCK)
+            timer.add("lock_wait_s", t)
+            cur.execute("select not exists (select 1 from raw.prices)")
+            primary_key = _begin_bulk_load(cur) if _fetch_one(cur)[0] else None
             spans = _Spans()
             overlap = False
+            direct_rows = 0
             prepared: queue.Queue = queue.Queue(maxsize=2)
             producer = threading.Thread(
-                target=_prepare, args=(frames, today, timer, prepared, stop), daemon=True
+                target=_prepare,
+                args=(frames, today, (provider, result.batch_id), timer, prepared, stop),
+                daemon=True,
             )
             producer.start()
             while True:
@@ -319,13 +410,21 @@ def load_prices(
                     result.units.add(item.unit)
                 if item.csv is not None:
                     t = time.perf_counter()
+                    meets_batch = spans.overlaps(item.spans)
+                    overlap = overlap or meets_batch
+                    direct = not meets_batch and (
+                        primary_key is not None or not _any_existing(cur, item.spans)
+                    )
+                    timer.add("route_s", t)
+                    t = time.perf_counter()
                     cur.copy_expert(
-                        f"copy _incoming ({_COLS}) from stdin with (format csv)",
+                        f"copy {'raw.prices' if direct else '_incoming'} ({_COPY_COLS}) "
+                        "from stdin with (format csv)",
                         _reader(item.csv),
                     )
-                    timer.add("copy_s", t)
+                    timer.add("copy_direct_s" if direct else "copy_s", t)
+                    direct_rows += item.rows_valid if direct else 0
                     symbols.update(item.symbols)
-                    overlap = overlap or spans.overlaps(item.spans)
                     result.start_date = min(result.start_date or item.first, item.first)
                     result.end_date = max(result.end_date or item.last, item.last)
                 if item.rejected is not None:
@@ -339,25 +438,40 @@ def load_prices(
                     )
                 if on_progress:
                     on_progress(item.rows_in)
+            if primary_key is not None:
+                t = time.perf_counter()
+                # Direct frames never share a key (their spans do not meet), so this holds.
+                cur.execute(
+                    f"alter table raw.prices add constraint {primary_key} "
+                    "primary key (symbol, trade_date)"
+                )
+                timer.add("index_s", t)
             t = time.perf_counter()
             if overlap:  # only then can two frames hold the same key
+                keys = {"provider": provider, "batch": result.batch_id}
+                cur.execute(_RESTAGE_DIRECT_DUPLICATES, keys)
+                direct_rows -= cur.rowcount
                 cur.execute(
                     _REJECT_CROSS_FRAME_DUPLICATES,
                     {"batch": result.batch_id, "provider": provider},
                 )
                 if cur.rowcount:
                     reasons[DUPLICATE] += cur.rowcount
-            cur.execute("analyze _incoming")
             cur.execute("select count(*) from _incoming")
             staged = _fetch_one(cur)[0]
-            cur.execute(_LOCK)
-            keys = {"provider": provider, "batch": result.batch_id}
-            cur.execute(_UPDATE_CHANGED, keys)
-            result.rows_updated = cur.rowcount
-            cur.execute(_INSERT_NEW, keys)
-            result.rows_inserted = cur.rowcount
+            if staged:
+                cur.execute("analyze _incoming")
+                keys = {"provider": provider, "batch": result.batch_id}
+                cur.execute(_UPDATE_CHANGED, keys)
+                result.rows_updated = cur.rowcount
+                cur.execute(_INSERT_NEW, keys)
+                result.rows_inserted = cur.rowcount
+            result.rows_inserted += direct_rows
+            result.rows_direct = direct_rows
             timer.add("upsert_s", t)
-            result.rows_unchanged = staged - result.rows_inserted - result.rows_updated
+            result.rows_unchanged = (
+                staged - (result.rows_inserted - direct_rows) - result.rows_updated
+            )
             result.rows_rejected = sum(reasons.values())
             result.rejected_by_reason = dict(reasons.most_common())
             result.symbols = sorted(symbols)

@@ -151,6 +151,80 @@ def test_duplicates_across_frames_are_rejected_in_sql(make_database):
     assert _rows(url, "select count(*) from raw.rejected_prices where symbol = 'AAA'") == [(2,)]
 
 
+def test_new_keys_go_straight_in_and_known_ones_through_the_stage(make_database):
+    url = make_database()
+    first = load_prices(url, [_frame(GOOD)], "test", today=TODAY)
+    assert first.rows_direct == first.rows_inserted == len(GOOD)
+    assert "copy_direct_s" in first.timings and "copy_s" not in first.timings
+
+    known = _frame([("AAA", "2024-01-03", 10.5, 11.5, 10.0, 11.3, 11.3, 1200)])  # a correction
+    new_symbol = _frame([("CCC", "2024-01-02", 5.0, 5.5, 4.5, 5.2, 5.2, 300)])
+    new_day = _frame([("BBB", "2024-01-03", 20.5, 21.5, 20.0, 21.0, 21.0, 600)])  # after BBB's span
+    result = load_prices(url, [known, new_symbol, new_day], "test", today=TODAY)
+
+    assert (result.rows_inserted, result.rows_direct, result.rows_updated) == (2, 2, 1)
+    assert result.rows_unchanged == 0
+    rows = _rows(
+        url,
+        "select symbol, trade_date::text, close, batch_id::text from raw.prices order by 1, 2",
+    )
+    assert [(s, d, c) for s, d, c, _ in rows] == [
+        ("AAA", "2024-01-02", 10.5),
+        ("AAA", "2024-01-03", 11.3),
+        ("BBB", "2024-01-02", 20.5),
+        ("BBB", "2024-01-03", 21.0),
+        ("CCC", "2024-01-02", 5.2),
+    ]
+    batch_of = {(s, d): b for s, d, _, b in rows}
+    assert batch_of[("AAA", "2024-01-02")] == first.batch_id  # unchanged rows are not rewritten
+    assert {
+        batch_of[k] for k in [("AAA", "2024-01-03"), ("BBB", "2024-01-03"), ("CCC", "2024-01-02")]
+    } == {result.batch_id}
+
+
+_PRIMARY_KEY = (
+    "select pg_get_constraintdef(oid) from pg_constraint "
+    "where conrelid = 'raw.prices'::regclass and contype = 'p'"
+)
+
+
+def test_an_initial_load_builds_the_primary_key_once_and_a_failed_one_keeps_it(make_database):
+    url = make_database()
+
+    def frames():
+        yield _frame(GOOD)
+        raise ConnectionError("provider went away mid-batch")
+
+    with pytest.raises(ConnectionError):
+        load_prices(url, frames(), "test", today=TODAY)
+    assert _rows(url, _PRIMARY_KEY) == [("PRIMARY KEY (symbol, trade_date)",)]
+    assert _rows(url, "select count(*) from raw.prices") == [(0,)]
+
+    result = load_prices(url, [_frame(GOOD[:2]), _frame(GOOD[2:])], "test", today=TODAY)
+
+    assert "index_s" in result.timings and result.rows_direct == len(GOOD)
+    assert _rows(url, _PRIMARY_KEY) == [("PRIMARY KEY (symbol, trade_date)",)]
+    again = load_prices(url, [_frame(GOOD)], "test", today=TODAY)
+    assert "index_s" not in again.timings and again.rows_unchanged == len(GOOD)
+
+
+def test_a_duplicate_of_a_directly_copied_row_rejects_both_copies(make_database):
+    url = make_database()
+    direct = _frame(GOOD)  # empty table: COPYed straight into raw.prices
+    again = _frame([("BBB", "2024-01-02", 20.0, 21.0, 19.0, 20.7, 20.7, 500)])
+
+    result = load_prices(url, [direct, again], "test", today=TODAY)
+
+    assert (result.rows_inserted, result.rows_direct, result.rows_rejected) == (2, 2, 2)
+    assert _rows(url, "select count(*) from raw.prices where symbol = 'BBB'") == [(0,)]
+    rejected = _rows(
+        url,
+        "select row_data->>'close', row_data ? 'batch_id' from raw.rejected_prices "
+        "where symbol = 'BBB' order by 1",
+    )
+    assert rejected == [("20.5", False), ("20.7", False)]
+
+
 def test_ambiguous_and_iso_dates(make_database):
     url = make_database()
     rows = [
