@@ -1,6 +1,7 @@
 """MarketFlow's HTTP API: a Flask app factory serving signals read from PostgreSQL.
 
-Kept light on purpose: Flask and psycopg2 only; no pandas, torch, mlflow or Airflow.
+Kept light on purpose: Flask and psycopg2 at import time; no pandas, torch, mlflow or
+Airflow. Only the model card and the on-demand scoring routes import MLflow, lazily.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from typing import Any
 
 from flask import Flask
 
-from api import db, errors, v1
+from api import auth, db, errors, ui, v1
 from api.settings import get_api_settings
 
 
@@ -23,6 +24,13 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         DATABASE_CONNECT_TIMEOUT=settings.connect_timeout,
         DATABASE_STATEMENT_TIMEOUT_MS=settings.statement_timeout_ms,
         DATABASE_POOL_SIZE=settings.pool_size,
+        MLFLOW_TRACKING_URI=settings.mlflow_tracking_uri,
+        MLFLOW_UI_URL=settings.mlflow_ui_url,
+        MODEL_NAME=settings.model_name,
+        DATA_DIR=settings.data_dir,
+        KEY_CACHE_SECONDS=settings.key_cache_seconds,
+        SIGNALS_CACHE_SECONDS=settings.signals_cache_seconds,
+        CHAMPION_CHECK_SECONDS=settings.champion_check_seconds,
     )
     if config:
         app.config.from_mapping(config)
@@ -30,7 +38,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     db.init_app(app)
     errors.init_app(app)
+    auth.init_app(app)
     app.register_blueprint(v1.bp)
+    app.register_blueprint(ui.bp)
     return app
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from marketflow.settings import REPO_ROOT
+
 DEFAULT_DATABASE_URL = "postgresql://marketflow_api@127.0.0.1:5432/marketflow"
 
 
@@ -48,6 +50,30 @@ class ApiSettings:
     # gunicorn's control socket for `gunicornc`; off unless a path is given.
     control_socket: str | None = field(
         default_factory=lambda: os.environ.get("MARKETFLOW_API_CONTROL_SOCKET") or None
+    )
+
+    # MLflow, for the model card and on-demand scoring (imported lazily, only by those routes).
+    mlflow_tracking_uri: str = field(
+        default_factory=lambda: _env("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
+    )
+    # Where people open MLflow runs (the model card links there); empty: no link.
+    mlflow_ui_url: str = field(default_factory=lambda: _env("MARKETFLOW_API_MLFLOW_UI_URL", ""))
+    model_name: str = field(
+        default_factory=lambda: _env("MARKETFLOW_MODEL_NAME", "marketflow_signal")
+    )
+    data_dir: str = field(
+        default_factory=lambda: _env("MARKETFLOW_DATA_DIR", str(REPO_ROOT / ".data"))
+    )
+    # Seconds a valid key, the latest-signals stamp and the champion alias are trusted
+    # before the database or the registry is asked again (0: ask every time).
+    key_cache_seconds: float = field(
+        default_factory=lambda: float(_env("MARKETFLOW_API_KEY_CACHE_SECONDS", "5"))
+    )
+    signals_cache_seconds: float = field(
+        default_factory=lambda: float(_env("MARKETFLOW_API_SIGNALS_CACHE_SECONDS", "1"))
+    )
+    champion_check_seconds: float = field(
+        default_factory=lambda: float(_env("MARKETFLOW_API_CHAMPION_CHECK_SECONDS", "5"))
     )
 
 

@@ -277,6 +277,27 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_api_key(args: argparse.Namespace) -> int:
+    from api.keys import create_key, list_keys, revoke_key
+
+    url = get_settings().database_url
+    if args.key_command == "create":
+        key, token = create_key(url, args.name)
+        print(f"created API key {key.name!r} (id {key.key_id}); it is shown only once:")
+        print(token)
+        return 0
+    if args.key_command == "revoke":
+        if not revoke_key(url, args.name):
+            print(f"no active API key named {args.name!r}", file=sys.stderr)
+            return 1
+        print(f"revoked API key {args.name!r}")
+        return 0
+    for key in list_keys(url):
+        state = f"revoked {key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "active"
+        print(f"{key.key_id}\t{key.name}\t{key.key_prefix}...\t{key.created_at:%Y-%m-%d}\t{state}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="marketflow", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -287,6 +308,14 @@ def build_parser() -> argparse.ArgumentParser:
     db_sub.add_parser("init", help="create roles, databases and schemas (idempotent)").set_defaults(
         func=cmd_db_init
     )
+
+    keys = sub.add_parser("api-key", help="create, revoke and list HTTP API keys")
+    keys_sub = keys.add_subparsers(dest="key_command", required=True)
+    for action, text in (("create", "print a new key once"), ("revoke", "revoke a key by name")):
+        p = keys_sub.add_parser(action, help=text)
+        p.add_argument("--name", required=True)
+        p.set_defaults(func=cmd_api_key)
+    keys_sub.add_parser("list", help="names, prefixes and states").set_defaults(func=cmd_api_key)
 
     p = sub.add_parser("ingest", help="load prices from a provider into raw.prices")
     p.add_argument(

@@ -7,3 +7,7 @@ create schema if not exists marts;
 grant usage on schema marts to marketflow_analyst;
 grant select on all tables in schema marts to marketflow_analyst;
 alter default privileges in schema marts grant select on tables to marketflow_analyst;
+-- The API's on-demand scoring reads the champion's look-back window of features.
+grant usage on schema marts to marketflow_api;
+grant select on all tables in schema marts to marketflow_api;
+alter default privileges in schema marts grant select on tables to marketflow_api;

@@ -99,3 +99,55 @@ create table if not exists monitoring.validation_runs (
     failed_expectations jsonb not null default '[]',
     created_at     timestamptz not null default now()
 );
+
+-- API keys for the HTTP API: only the SHA-256 of each key is kept (keys are random tokens).
+create table if not exists api.api_keys (
+    key_id      bigserial primary key,
+    name        text not null,
+    key_hash    text not null unique,
+    key_prefix  text not null,
+    created_at  timestamptz not null default now(),
+    revoked_at  timestamptz
+);
+create unique index if not exists api_keys_active_name_idx
+    on api.api_keys (name) where revoked_at is null;
+
+-- One row per drift run and feature (the run itself is monitoring.drift_runs).
+create table if not exists monitoring.drift_features (
+    run_id      uuid not null references monitoring.drift_runs (run_id) on delete cascade,
+    feature     text not null,
+    drifted     boolean not null,
+    score       double precision,
+    method      text not null,
+    threshold   double precision not null,
+    primary key (run_id, feature)
+);
+alter table monitoring.drift_runs add column if not exists prediction_drift_score double precision;
+alter table monitoring.drift_runs add column if not exists prediction_drifted boolean;
+
+-- Live quality of the signals actually published, over a rolling window of labelled days.
+create table if not exists monitoring.live_quality (
+    run_date      date not null,
+    model_name    text not null,
+    model_version text not null,
+    label         text not null,
+    window_start  date,
+    window_end    date,
+    n_days        integer not null,
+    ic            double precision,
+    hit_rate      double precision,
+    top_k         integer not null,
+    top_k_return  double precision,
+    created_at    timestamptz not null default now(),
+    primary key (run_date, model_name, model_version)
+);
+
+-- Every retraining request monitoring emitted, with its reasons (the cool-down reads it).
+create table if not exists monitoring.retrain_requests (
+    id           bigserial primary key,
+    run_date     date not null,
+    model_name   text not null,
+    model_version text,
+    reasons      jsonb not null,
+    requested_at timestamptz not null default now()
+);

@@ -9,6 +9,8 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg2
+from flask import Flask
+from flask.testing import FlaskClient
 
 API_ROLE = "marketflow_api"
 
@@ -68,3 +70,10 @@ def insert_signals(owner_url: str, rows: list[SignalRow]) -> None:
             rows,
         )
     conn.close()
+
+
+def keyed_client(app: Flask, key: str) -> FlaskClient:
+    """A test client sending `Authorization: Bearer <key>` with every request."""
+    client = app.test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {key}"
+    return client

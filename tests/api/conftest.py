@@ -16,9 +16,17 @@ from flask.testing import FlaskClient
 
 from api import create_app
 from api.db import close_pool
+from api.keys import create_key
 from marketflow.db import drop_database, init_database
 from marketflow.settings import database_name, with_database
-from tests.api.api_test_helpers import API_ROLE, SignalRow, as_role, free_port, insert_signals
+from tests.api.api_test_helpers import (
+    API_ROLE,
+    SignalRow,
+    as_role,
+    free_port,
+    insert_signals,
+    keyed_client,
+)
 
 
 @pytest.fixture
@@ -51,13 +59,25 @@ def add_signals(api_owner_url: str) -> Callable[[list[SignalRow]], None]:
     return lambda rows: insert_signals(api_owner_url, rows)
 
 
+@pytest.fixture(scope="session")
+def api_key(api_owner_url: str) -> str:
+    """A valid key in the API tests' database (the CLI's code path: api.keys.create_key)."""
+    _, token = create_key(api_owner_url, "tests")
+    return token
+
+
+# Tests see every write at once: no stamp or key is trusted from a previous request, unless a
+# test asks for caching explicitly.
+NO_CACHES = {"SIGNALS_CACHE_SECONDS": 0, "KEY_CACHE_SECONDS": 0, "CHAMPION_CHECK_SECONDS": 0}
+
+
 @pytest.fixture
 def make_app() -> Iterator[Callable[..., Flask]]:
     """Factory for test apps; closes their pooled connections afterwards."""
     apps: list[Flask] = []
 
     def _make(database_url: str, **config: Any) -> Flask:
-        app = create_app({"TESTING": True, "DATABASE_URL": database_url, **config})
+        app = create_app({"TESTING": True, "DATABASE_URL": database_url, **NO_CACHES, **config})
         apps.append(app)
         return app
 
@@ -72,5 +92,6 @@ def app(make_app: Callable[..., Flask], api_database_url: str) -> Flask:
 
 
 @pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    return app.test_client()
+def client(app: Flask, api_key: str) -> FlaskClient:
+    """A client sending a valid key with every request."""
+    return keyed_client(app, api_key)

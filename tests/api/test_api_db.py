@@ -101,13 +101,15 @@ def test_the_connection_is_read_only_even_for_a_writing_role(
             cur.execute("delete from signals.daily_signals")
 
 
-def test_the_api_does_not_import_heavy_libraries(api_database_url: str) -> None:
+def test_the_api_does_not_import_heavy_libraries(api_database_url: str, api_key: str) -> None:
     # A fresh interpreter: this test process may have imported them for other tests.
     script = f"""
 import json, sys
 from api import create_app
 client = create_app({{"DATABASE_URL": {api_database_url!r}}}).test_client()
-statuses = [client.get(p).status_code for p in ("/api/v1/health", "/api/v1/signals/latest")]
+client.environ_base["HTTP_AUTHORIZATION"] = "Bearer {api_key}"
+paths = ("/api/v1/health", "/api/v1/signals/latest", "/api/v1/openapi.json", "/api/v1/docs")
+statuses = [client.get(p).status_code for p in paths]
 heavy = ("torch", "mlflow", "pandas", "numpy", "airflow", "ml", "sklearn", "xgboost")
 print(json.dumps({{"statuses": statuses, "loaded": [m for m in heavy if m in sys.modules]}}))
 """
@@ -117,4 +119,5 @@ print(json.dumps({{"statuses": statuses, "loaded": [m for m in heavy if m in sys
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["statuses"][0] == 200
     assert result["statuses"][1] in (200, 404)
+    assert result["statuses"][2:] == [200, 200]
     assert result["loaded"] == []

@@ -12,7 +12,7 @@ import pytest
 from flask import Flask
 
 from api.errors import error_response
-from tests.api.api_test_helpers import signal_row
+from tests.api.api_test_helpers import keyed_client, signal_row
 
 
 def test_unexpected_error_is_500_json_without_the_traceback(
@@ -42,9 +42,12 @@ def test_a_query_past_statement_timeout_is_503_json(
     api_database_url: str,
     api_owner_url: str,
     add_signals: Callable[[list[dict]], None],
+    api_key: str,
 ) -> None:
     add_signals([signal_row(date(2024, 3, 8), "AAPL", 1)])
     app = make_app(api_database_url, DATABASE_STATEMENT_TIMEOUT_MS=200)
+    client = keyed_client(app, api_key)
+    assert client.get("/api/v1/health").status_code == 200  # the key is checked before the lock
 
     # The owner holds an exclusive lock, so the API's select waits until its timeout.
     locker = psycopg2.connect(api_owner_url)
@@ -53,7 +56,7 @@ def test_a_query_past_statement_timeout_is_503_json(
             cur.execute("lock table signals.daily_signals in access exclusive mode")
         result: dict = {}
         worker = threading.Thread(
-            target=lambda: result.update(response=app.test_client().get("/api/v1/signals/latest"))
+            target=lambda: result.update(response=client.get("/api/v1/signals/latest"))
         )
         worker.start()
         worker.join(timeout=10)
@@ -69,7 +72,7 @@ def test_a_query_past_statement_timeout_is_503_json(
         "detail": "database query timed out",
     }
     # The cancelled query leaves a usable connection behind.
-    assert app.test_client().get("/api/v1/signals/latest").status_code == 200
+    assert client.get("/api/v1/signals/latest").status_code == 200
 
 
 def test_error_response_shape(app: Flask) -> None:

@@ -20,9 +20,12 @@ GUNICORN = Path(sys.executable).with_name("gunicorn")
 STARTUP_TIMEOUT_S = 15
 
 
-def get_json(url: str) -> tuple[int, dict]:
+def get_json(url: str, key: str | None = None) -> tuple[int, dict]:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
     try:
-        with urllib.request.urlopen(url, timeout=5) as response:
+        with urllib.request.urlopen(
+            urllib.request.Request(url, headers=headers), timeout=5
+        ) as response:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as err:
         return err.code, json.loads(err.read())
@@ -46,6 +49,7 @@ def test_gunicorn_serves_the_latest_signals(
     unused_port: int,
     api_database_url: str,
     add_signals: Callable[[list[dict]], None],
+    api_key: str,
 ) -> None:
     add_signals(
         [
@@ -76,12 +80,15 @@ def test_gunicorn_serves_the_latest_signals(
             assert int(pidfile.read_text()) == server.pid
 
             status, body = get_json(f"{base}/api/v1/signals/latest")
+            assert status == 401 and body["error"] == "unauthorized"
+
+            status, body = get_json(f"{base}/api/v1/signals/latest", api_key)
             assert status == 200
             assert body["trade_date"] == "2024-03-08"
             assert body["count"] == 2
             assert [(s["symbol"], s["rank"]) for s in body["signals"]] == [("AAPL", 1), ("NVDA", 2)]
 
-            status, body = get_json(f"{base}/api/v1/signals/latest?limit=abc")
+            status, body = get_json(f"{base}/api/v1/signals/latest?limit=abc", api_key)
             assert status == 400 and body["error"] == "bad_request"
         finally:
             server.terminate()

@@ -9,7 +9,8 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.api.api_test_helpers import API_ROLE, as_role, signal_row
+from api.keys import create_key
+from tests.api.api_test_helpers import API_ROLE, as_role, keyed_client, signal_row
 
 SIGNAL_FIELDS = {"trade_date", "symbol", "score", "rank", "signal", "model_name", "model_version"}
 OLD_DAY, LATEST_DAY = date(2024, 3, 7), date(2024, 3, 8)
@@ -62,10 +63,10 @@ def test_health_is_503_json_when_database_is_down(
 
 
 def test_signals_are_503_json_when_database_is_down(
-    make_app: Callable[..., Flask], unused_port: int
+    make_app: Callable[..., Flask], unused_port: int, api_key: str
 ) -> None:
     app = make_app(f"postgresql://marketflow_api@127.0.0.1:{unused_port}/marketflow")
-    response = app.test_client().get("/api/v1/signals/latest")
+    response = keyed_client(app, api_key).get("/api/v1/signals/latest")
     body = assert_json_error(response, 503, "service_unavailable")
     assert body["detail"] == "database unreachable"
 
@@ -210,13 +211,15 @@ def test_non_finite_scores_are_null_so_the_body_stays_json(
 def test_latest_is_404_json_when_there_are_no_signals(
     make_app: Callable[..., Flask], make_database: Callable[[], str]
 ) -> None:
-    app = make_app(as_role(make_database(), API_ROLE))
-    response = app.test_client().get("/api/v1/signals/latest")
+    owner_url = make_database()
+    _, key = create_key(owner_url, "empty")
+    app = make_app(as_role(owner_url, API_ROLE))
+    response = keyed_client(app, key).get("/api/v1/signals/latest")
     body = assert_json_error(response, 404, "not_found")
     assert body["detail"] == "no signals yet"
 
 
-@pytest.mark.parametrize("path", ["/api/v1/nope", "/", "/api/v2/signals/latest"])
+@pytest.mark.parametrize("path", ["/api/v1/nope", "/nope", "/api/v2/signals/latest"])
 def test_unknown_path_is_404_json(client: FlaskClient, path: str) -> None:
     assert_json_error(client.get(path), 404, "not_found")
 

@@ -1,0 +1,238 @@
+"""The champion seen from the API: its model card and, for on-demand scoring, the model itself.
+
+Nothing here imports MLflow until a route needs it. The registry alias is re-read at most
+every `CHAMPION_CHECK_SECONDS`, by one request while the others go on with what they have, so
+scoring stays fast and a moved alias is noticed within a few seconds. A request holds on to
+the `Champion` it started with: a reload swaps the reference, it never mutates a model in use.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from flask import abort, current_app
+
+log = logging.getLogger(__name__)
+
+_KEY = "marketflow_api.champion"
+CARD_METRICS = (
+    "ic",
+    "rank_ic",
+    "icir",
+    "directional_accuracy",
+    "mae",
+    "rmse",
+    "sharpe",
+    "annual_return",
+    "max_drawdown",
+    "benchmark_sharpe",
+)
+EQUITY_CURVE = "plots/equity_curve.png"
+
+
+class ChampionRegistry:
+    def __init__(
+        self, tracking_uri: str, model_name: str, check_seconds: float, cache_dir: Path, ui: str
+    ) -> None:
+        self.tracking_uri = tracking_uri
+        self.model_name = model_name
+        self.check_seconds = check_seconds
+        self.cache_dir = cache_dir
+        self.ui = ui.rstrip("/")
+        self._client: Any = None
+        self._version: Any = None
+        self._checked_at = float("-inf")
+        self._check_lock = threading.Lock()
+        self._load_lock = threading.Lock()
+        self._champion: Any = None  # ml.inference.Champion
+        self._cards: dict[str, dict[str, Any]] = {}
+
+    def client(self) -> Any:
+        if self._client is None:
+            from mlflow import MlflowClient
+
+            self._client = MlflowClient(self.tracking_uri, self.tracking_uri)
+        return self._client
+
+    def version(self) -> Any | None:
+        """The ModelVersion behind @champion, re-read when the last look is too old."""
+        stale = time.monotonic() - self._checked_at >= self.check_seconds
+        if stale and self._check_lock.acquire(blocking=self._checked_at == float("-inf")):
+            try:
+                if time.monotonic() - self._checked_at >= self.check_seconds:
+                    self._version = self._read_alias()
+                    self._checked_at = time.monotonic()
+            finally:
+                self._check_lock.release()
+        return self._version
+
+    def _read_alias(self) -> Any | None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self.client().get_model_version_by_alias(self.model_name, "champion")
+        except MlflowException as exc:
+            if getattr(exc, "error_code", "") in (
+                "RESOURCE_DOES_NOT_EXIST",
+                "INVALID_PARAMETER_VALUE",
+            ):
+                return None
+            raise
+
+    def champion(self) -> Any | None:
+        """The loaded champion, reloaded when the alias moved (others keep the old meanwhile)."""
+        version = self.version()
+        if version is None:
+            return None
+        current = self._champion
+        if current is not None and current.version == str(version.version):
+            return current
+        if current is not None and not self._load_lock.acquire(blocking=False):
+            return current  # another request is loading the new one
+        if current is None:
+            self._load_lock.acquire()
+        try:
+            current = self._champion
+            if current is None or current.version != str(version.version):
+                from marketflow.settings import Settings
+                from ml.inference import load_champion
+
+                loaded = load_champion(
+                    Settings(mlflow_tracking_uri=self.tracking_uri, model_name=self.model_name)
+                )
+                if loaded is not None:
+                    log.info("loaded champion %s v%s", loaded.name, loaded.version)
+                    self._champion = loaded
+            return self._champion
+        finally:
+            self._load_lock.release()
+
+    def card(self) -> dict[str, Any] | None:
+        version = self.version()
+        if version is None:
+            return None
+        key = str(version.version)
+        card = self._cards.get(key)
+        if card is None:
+            card = self._build_card(version)
+            self._cards[key] = card
+        return card
+
+    def _build_card(self, version: Any) -> dict[str, Any]:
+        client = self.client()
+        tags: dict[str, str] = dict(version.tags or {})
+        run = client.get_run(version.run_id)
+        params: dict[str, str] = dict(run.data.params)
+
+        def pick(name: str) -> str | None:
+            return tags.get(name) or params.get(name) or None
+
+        metrics: dict[str, float] = {}
+        for name in CARD_METRICS:
+            raw = tags.get(f"metric.{name}", tags.get(name))
+            if raw is None:
+                continue
+            try:
+                metrics[name] = float(raw)
+            except ValueError:
+                continue
+        features = [f for f in (pick("features") or "").split(",") if f]
+        artifacts = {a.path for a in client.list_artifacts(version.run_id, "plots")}
+        run_url = None
+        base = self.ui or (self.tracking_uri if self.tracking_uri.startswith("http") else "")
+        if base:
+            run_url = f"{base}/#/experiments/{run.info.experiment_id}/runs/{version.run_id}"
+        lookback = pick("lookback")
+        horizon = pick("label_horizon")
+        return {
+            "name": self.model_name,
+            "version": str(version.version),
+            "run_id": str(version.run_id),
+            "model": pick("model"),
+            "label": pick("label"),
+            "label_horizon": int(horizon) if horizon and horizon.isdigit() else None,
+            "lookback": int(lookback) if lookback and lookback.isdigit() else None,
+            "features": features,
+            "trained_window": {"start": pick("train_start"), "end": pick("train_end")},
+            "test_window": {"start": pick("test_start"), "end": pick("test_end")},
+            "metrics": metrics,
+            "registered_at": _iso_ms(version.creation_timestamp),
+            "mlflow_run_url": run_url,
+            "equity_curve_url": (
+                "/api/v1/models/champion/equity_curve.png" if EQUITY_CURVE in artifacts else None
+            ),
+        }
+
+    def equity_curve(self) -> Path | None:
+        card = self.card()
+        if card is None or card["equity_curve_url"] is None:
+            return None
+        target = self.cache_dir / self.model_name / card["version"]
+        path = target / EQUITY_CURVE
+        if not path.is_file():
+            target.mkdir(parents=True, exist_ok=True)
+            self.client().download_artifacts(card["run_id"], EQUITY_CURVE, str(target))
+        return path
+
+
+def _iso_ms(ms: int | None) -> str | None:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat() if ms else None
+
+
+def registry() -> ChampionRegistry:
+    app = current_app
+    found = app.extensions.get(_KEY)
+    if found is None:
+        found = app.extensions.setdefault(
+            _KEY,
+            ChampionRegistry(
+                app.config["MLFLOW_TRACKING_URI"],
+                app.config["MODEL_NAME"],
+                float(app.config["CHAMPION_CHECK_SECONDS"]),
+                Path(app.config["DATA_DIR"]) / "api_cache",
+                app.config["MLFLOW_UI_URL"],
+            ),
+        )
+    return found  # type: ignore[no-any-return]
+
+
+def _guard(what: str, fn: Any) -> Any:
+    """The registry being down is a 503, like the database; our own bugs stay 500s."""
+    try:
+        return fn()
+    except Exception as exc:
+        from mlflow.exceptions import MlflowException
+        from sqlalchemy.exc import SQLAlchemyError
+
+        if isinstance(exc, MlflowException | SQLAlchemyError | OSError):
+            current_app.logger.warning("model registry unreachable (%s): %s", what, exc)
+            abort(503, description="model registry unreachable")
+        raise
+
+
+def model_card() -> dict[str, Any] | None:
+    return _guard("card", lambda: registry().card())  # type: ignore[no-any-return]
+
+
+def equity_curve_path() -> Path | None:
+    return _guard("equity curve", lambda: registry().equity_curve())  # type: ignore[no-any-return]
+
+
+def score_symbols(conn: Any, symbols: list[str]) -> dict[str, Any]:
+    champion = _guard("load", lambda: registry().champion())
+    if champion is None:
+        abort(503, description="no champion model to score with")
+    from ml.online import score_symbols as score
+
+    result = score(conn, champion, symbols)
+    if not result["scores"] and result["trade_date"] is None:
+        abort(503, description="no features to score yet")
+    if not result["scores"]:
+        abort(404, description=f"no features for symbols: {', '.join(symbols)}")
+    return {"model_name": champion.name, "model_version": champion.version, **result}
