@@ -53,6 +53,12 @@ class ChampionRegistry:
 
     def client(self) -> Any:
         if self._client is None:
+            import os
+
+            # A request must not hang in MLflow's retries (minutes by default) when the
+            # tracking server is down: fail fast, answer 503, and ask again next time.
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
             from mlflow import MlflowClient
 
             self._client = MlflowClient(self.tracking_uri, self.tracking_uri)
@@ -171,11 +177,17 @@ class ChampionRegistry:
         card = self.card()
         if card is None or card["equity_curve_url"] is None:
             return None
-        target = self.cache_dir / self.model_name / card["version"]
-        path = target / EQUITY_CURVE
+        path = self.cache_dir / self.model_name / card["version"] / EQUITY_CURVE
         if not path.is_file():
-            target.mkdir(parents=True, exist_ok=True)
-            self.client().download_artifacts(card["run_id"], EQUITY_CURVE, str(target))
+            import shutil
+            import tempfile
+
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
+                local = self.client().download_artifacts(card["run_id"], EQUITY_CURVE, tmp)
+                # Another worker may download the same file: the rename makes either one win whole.
+                shutil.move(local, tmp + "/ready.png")
+                Path(tmp, "ready.png").replace(path)
         return path
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 from datetime import date, datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -77,3 +78,57 @@ def keyed_client(app: Flask, key: str) -> FlaskClient:
     client = app.test_client()
     client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {key}"
     return client
+
+
+FIXTURE_MODEL = Path(__file__).with_name("fixture_model.py")
+
+
+def register_model(
+    tracking_uri: str,
+    artifact_dir: Path,
+    model_name: str,
+    *,
+    weights: list[float],
+    features: list[str],
+    lookback: int = 1,
+    tags: dict[str, str] | None = None,
+    params: dict[str, str] | None = None,
+    equity_curve: bytes | None = None,
+    champion: bool = True,
+) -> str:
+    """Log and register tests/api/fixture_model.py; returns the new version (made @champion)."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri, tracking_uri)
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    experiment = client.get_experiment_by_name(model_name)
+    experiment_id = (
+        experiment.experiment_id
+        if experiment
+        else client.create_experiment(model_name, artifact_location=artifact_dir.as_uri())
+    )
+    with mlflow.start_run(experiment_id=experiment_id) as run:
+        if params:
+            mlflow.log_params(params)
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(FIXTURE_MODEL),
+            model_config={"features": features, "weights": weights, "lookback": lookback},
+            registered_model_name=model_name,
+            # Given, not inferred: inferring them imports and probes the environment (slow).
+            pip_requirements=["mlflow", "pandas", "numpy"],
+        )
+        if equity_curve is not None:
+            local = artifact_dir / f"upload_{run.info.run_id}"
+            local.mkdir(parents=True)
+            (local / "equity_curve.png").write_bytes(equity_curve)
+            mlflow.log_artifact(str(local / "equity_curve.png"), "plots")
+    version = str(info.registered_model_version)
+    all_tags = {"features": ",".join(features), "lookback": str(lookback), **(tags or {})}
+    for key, value in all_tags.items():
+        client.set_model_version_tag(model_name, version, key, value)
+    if champion:
+        client.set_registered_model_alias(model_name, "champion", version)
+    return version
