@@ -28,7 +28,7 @@ import pandas as pd
 import psycopg2
 
 from ingest.providers import PRICE_COLUMNS
-from ingest.providers.synthetic import SyntheticProvider
+from ingest.providers.synthetic import SyntheticProvider, symbol_name
 from marketflow.db import drop_database, init_database
 from marketflow.settings import with_database
 
@@ -74,18 +74,27 @@ def maxrss_mb(who: int) -> float:
 # --- child process: one loader run (or the provider alone), reported as JSON ------------
 
 
-def child_main(mode: str, rows: int) -> None:
-    provider = provider_for(rows)
+def child_main(mode: str, rows: int, base: int = 0) -> None:
+    """`load`/`generate` the first symbols_for(rows) symbols; `extend` the symbols_for(rows)
+    that follow the first symbols_for(base) (new keys into a populated raw.prices)."""
     started = time.perf_counter()
+    if mode == "extend":
+        first, count = symbols_for(base), symbols_for(rows)
+        provider = SyntheticProvider(n_symbols=first + count)
+        items = provider.fetch([symbol_name(i) for i in range(first, first + count)])
+    else:
+        provider = provider_for(rows)
+        items = provider.fetch()
     if mode == "generate":
-        count = sum(len(frame) for frame in provider.fetch())
-        report: dict[str, Any] = {"rows_in": count}
+        n = sum(len(frame) for frame in items)
+        report: dict[str, Any] = {"rows_in": n}
     else:
         from ingest.loader import load_prices
 
-        result = load_prices(URL, provider.fetch(), provider.name)
+        result = load_prices(URL, items, provider.name)
         report = {
             "rows_in": result.rows_in,
+            "direct": result.rows_direct,
             "inserted": result.rows_inserted,
             "updated": result.rows_updated,
             "unchanged": result.rows_unchanged,
@@ -97,10 +106,10 @@ def child_main(mode: str, rows: int) -> None:
     print("RESULT " + json.dumps(report), flush=True)
 
 
-def run_child(mode: str, rows: int) -> dict[str, Any]:
+def run_child(mode: str, rows: int, base: int = 0) -> dict[str, Any]:
     """Run `mode` in a fresh interpreter; add the parent's view of children's peak RSS."""
     completed = subprocess.run(
-        [sys.executable, __file__, "--child", mode, "--rows", str(rows)],
+        [sys.executable, __file__, "--child", mode, "--rows", str(rows), "--base", str(base)],
         check=True,
         capture_output=True,
         text=True,
@@ -216,11 +225,12 @@ def main() -> None:
     parser.add_argument("--to-sql-rows", type=int, default=None, help="rows for to_sql (200,000)")
     parser.add_argument("--chunksize", type=int, default=1000, help="to_sql chunksize (1000)")
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
-    parser.add_argument("--child", choices=["load", "generate"], help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=["load", "generate", "extend"], help=argparse.SUPPRESS)
+    parser.add_argument("--base", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     rows = args.rows or (QUICK_ROWS if args.quick else FULL_ROWS)
     if args.child:
-        child_main(args.child, rows)
+        child_main(args.child, rows, args.base)
         return
     small = max(1, rows // 5)
     to_sql_rows = args.to_sql_rows or min(rows, 50_000 if args.quick else 200_000)
@@ -253,6 +263,9 @@ def main() -> None:
         say(f"loader, second load of the same {rows:,} rows: all unchanged (child)")
         checkpoint()
         results["load_again"] = run_child("load", rows)
+        say(f"loader, {small:,} rows of new symbols into the populated raw.prices (child)")
+        checkpoint()
+        results["load_extend"] = run_child("extend", small, base=rows)
 
         with tempfile.TemporaryDirectory(prefix="mf_bench_") as tmp:
             csv_path = Path(tmp) / "prices.csv"
@@ -282,17 +295,20 @@ def main() -> None:
 
 
 def report(results: dict[str, Any], chunksize: int) -> None:
-    gen, small, first, again = (
+    gen, small, first, again, extend = (
         results["generate"],
         results["load_small"],
         results["load_first"],
         results["load_again"],
+        results["load_extend"],
     )
     problems = []
     if first["inserted"] != first["rows_in"] or first["rejected"]:
         problems.append("the first load did not insert every row")
     if again["unchanged"] != again["rows_in"]:
         problems.append("the second load did not find every row unchanged")
+    if extend["direct"] != extend["rows_in"]:
+        problems.append("the load of new symbols did not go straight into raw.prices")
     copy_rows, copy_s = results["copy_plain"]
     keyed_rows, keyed_s = results["copy_keyed"]
     sql_rows, sql_s = results["to_sql"]
@@ -310,6 +326,12 @@ def report(results: dict[str, Any], chunksize: int) -> None:
             again["rows_in"],
             again["seconds"],
             again["self_maxrss_mb"],
+        ),
+        (
+            "loader: new symbols into populated table",
+            extend["rows_in"],
+            extend["seconds"],
+            extend["self_maxrss_mb"],
         ),
         (
             f"loader: {small['rows_in']:,} rows (memory point)",
@@ -337,6 +359,11 @@ def report(results: dict[str, Any], chunksize: int) -> None:
     print(f"loader first load / raw COPY (plain):  {loader_rate / (copy_rows / copy_s):.2f}x")
     print(f"loader first load / raw COPY (PK):     {loader_rate / (keyed_rows / keyed_s):.2f}x")
     print(f"loader first load / to_sql multi:      {loader_rate / (sql_rows / sql_s):.1f}x")
+    extend_rate = extend["rows_in"] / extend["seconds"]
+    print(
+        f"loader new symbols (keyed table) / raw COPY (plain): {extend_rate / (copy_rows / copy_s):.2f}x, "
+        f"/ raw COPY (PK): {extend_rate / (keyed_rows / keyed_s):.2f}x"
+    )
     print(
         f"loader second load / first load:       {(again['rows_in'] / again['seconds']) / loader_rate:.2f}x"
     )
@@ -348,9 +375,14 @@ def report(results: dict[str, Any], chunksize: int) -> None:
         f"RUSAGE_CHILDREN after the small run {small['children_maxrss_mb']:,.0f} MB, "
         f"after all {again['children_maxrss_mb']:,.0f} MB"
     )
-    for label, run in (("first", first), ("second", again), ("small", small)):
+    for label, run in (
+        ("first", first),
+        ("second", again),
+        ("new-symbol", extend),
+        ("small", small),
+    ):
         counts = ", ".join(
-            f"{k} {run[k]:,}" for k in ("inserted", "updated", "unchanged", "rejected")
+            f"{k} {run[k]:,}" for k in ("inserted", "direct", "updated", "unchanged", "rejected")
         )
         parts = ", ".join(f"{k} {v:.1f}" for k, v in run.get("timings", {}).items())
         print(f"loader {label} load: {counts}; timings (s): {parts or 'n/a'}")

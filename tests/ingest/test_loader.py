@@ -204,6 +204,15 @@ def test_an_initial_load_builds_the_primary_key_once_and_a_failed_one_keeps_it(m
 
     assert "index_s" in result.timings and result.rows_direct == len(GOOD)
     assert _rows(url, _PRIMARY_KEY) == [("PRIMARY KEY (symbol, trade_date)",)]
+    # the batch's provider and id were column defaults during the load, and only then
+    assert _rows(url, "select distinct provider, batch_id::text from raw.prices") == [
+        ("test", result.batch_id)
+    ]
+    assert _rows(
+        url,
+        "select column_name from information_schema.columns where table_schema = 'raw' "
+        "and table_name = 'prices' and column_default is not null",
+    ) == [("ingested_at",)]
     again = load_prices(url, [_frame(GOOD)], "test", today=TODAY)
     assert "index_s" not in again.timings and again.rows_unchanged == len(GOOD)
 
