@@ -1,4 +1,9 @@
-"""Score the latest trading day with the champion and publish signals.daily_signals."""
+"""Score the latest trading day with the champion and publish signals.daily_signals.
+
+The champion is loaded through ml.inference (the contract shared with the API): it receives
+each symbol's last `lookback` trading days of its features up to the day scored, read here from
+`marts.features_daily` (symbols out of `marts.universe_daily` on that day are not scored).
+"""
 
 from __future__ import annotations
 
@@ -11,8 +16,8 @@ import psycopg2
 from psycopg2.extras import execute_values
 
 from marketflow.settings import Settings, get_settings
-from ml.dataset import FEATURES, load_frame
-from ml.tracking import CHAMPION, champion_version, configure
+from ml.dataset import _table_exists, read_sql
+from ml.inference import Champion, load_champion, score_rows
 
 log = logging.getLogger(__name__)
 
@@ -42,29 +47,68 @@ def to_signals(trade_date: date, symbols: pd.Series, scores: pd.Series) -> pd.Da
     return out.sort_values("rank").reset_index(drop=True)
 
 
+def latest_day(database_url: str, as_of: date | None = None) -> date | None:
+    query = "select max(trade_date) as day from marts.features_daily"
+    frame = read_sql(database_url, query + (" where trade_date <= %s" if as_of else ""),
+                     (as_of,) if as_of else ())  # fmt: skip
+    day = frame["day"].iloc[0]
+    return None if day is None or pd.isna(day) else day
+
+
+def history(database_url: str, features: list[str], lookback: int, day: date) -> pd.DataFrame:
+    """Each symbol's last `lookback` rows up to `day` (symbols that trade on `day` only),
+    sorted by symbol then date: the input the champion's contract asks for."""
+    cols = ", ".join(f"f.{c}" for c in features)
+    universe = ""
+    if _table_exists(database_url, "marts.universe_daily"):
+        universe = (
+            " and exists (select 1 from marts.universe_daily u where u.symbol = f.symbol"
+            " and u.trade_date = %(day)s and u.in_universe)"
+        )
+    query = f"""
+        with ranked as (
+            select f.symbol, f.trade_date, {cols},
+                   row_number() over (partition by f.symbol order by f.trade_date desc) as back
+            from marts.features_daily f
+            where f.trade_date <= %(day)s
+              and f.symbol in (select symbol from marts.features_daily where trade_date = %(day)s)
+              {universe}
+        )
+        select * from ranked where back <= %(lookback)s order by symbol, trade_date
+    """
+    with psycopg2.connect(database_url) as conn, conn.cursor() as cur:
+        cur.execute(query, {"day": day, "lookback": lookback})
+        columns = [d.name for d in cur.description or ()]
+        rows = cur.fetchall()
+    conn.close()
+    frame = pd.DataFrame(rows, columns=columns).drop(columns=["back"])
+    for col in features:
+        frame[col] = pd.to_numeric(frame[col]).astype(float)
+    return frame
+
+
+def score_day(database_url: str, champion: Champion, day: date) -> pd.DataFrame:
+    """(symbol, trade_date, score) of every symbol the champion can score on `day`."""
+    frame = history(database_url, champion.features, champion.lookback, day)
+    return score_rows(champion, frame, day)
+
+
 def score_latest(
     database_url: str, settings: Settings | None = None, as_of: date | None = None
 ) -> ScoreResult:
-    import mlflow
-
     settings = settings or get_settings()
-    client = configure(settings)
-    champion = champion_version(client, settings.model_name)
+    champion = load_champion(settings)
     if champion is None:
         raise NoChampionError(
             f"model {settings.model_name!r} has no @champion yet: run training first"
         )
-    model = mlflow.pyfunc.load_model(f"models:/{settings.model_name}@{CHAMPION}")
-    frame = load_frame(database_url, FEATURES, with_label=False)
-    if as_of is not None:
-        frame = frame[frame["trade_date"] <= as_of]
-    if frame.empty:
-        raise ValueError("no complete feature rows to score: build the features first")
-    day = frame["trade_date"].max()
-    today = frame[frame["trade_date"] == day]
-    signals = to_signals(day, today["symbol"], pd.Series(model.predict(today[FEATURES])))
-    columns = (signals[c].tolist() for c in ("symbol", "score", "rank", "signal"))
-    version = str(champion.version)
+    day = latest_day(database_url, as_of)
+    if day is None:
+        raise ValueError("no feature rows to score: build the features first")
+    scored = score_day(database_url, champion, day)
+    if scored.empty:
+        raise ValueError(f"no symbol has {champion.lookback} days of features up to {day}")
+    signals = to_signals(day, scored["symbol"], scored["score"])
     rows = [
         (
             day,
@@ -72,11 +116,13 @@ def score_latest(
             float(score),
             int(rank),
             signal,
-            settings.model_name,
-            version,
+            champion.name,
+            champion.version,
             champion.run_id,
+        )  # fmt: skip
+        for symbol, score, rank, signal in zip(
+            signals["symbol"], signals["score"], signals["rank"], signals["signal"], strict=True
         )
-        for symbol, score, rank, signal in zip(*columns, strict=True)
     ]
     with psycopg2.connect(database_url) as conn, conn.cursor() as cur:
         execute_values(
@@ -93,11 +139,6 @@ def score_latest(
             rows,
         )
     conn.close()
-    log.info(
-        "published %d signals for %s from %s v%s",
-        len(rows),
-        day,
-        settings.model_name,
-        champion.version,
-    )
-    return ScoreResult(day, len(rows), settings.model_name, str(champion.version), champion.run_id)
+    log.info("published %d signals for %s from %s v%s", len(rows), day, champion.name,
+             champion.version)  # fmt: skip
+    return ScoreResult(day, len(rows), champion.name, champion.version, champion.run_id)

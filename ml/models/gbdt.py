@@ -5,11 +5,12 @@ from typing import Any
 import numpy as np
 
 from ml.dataset import Dataset
-from ml.models.base import Model
+from ml.models.base import Model, train_and_valid
 
 
 class XGBModel(Model):
-    """Gradient-boosted trees (XGBoost); uses CUDA when a GPU is present."""
+    """Gradient-boosted trees (XGBoost `hist`); CUDA when a GPU is present; early stopping on
+    the validation segment when there is one."""
 
     name = "xgboost"
 
@@ -20,6 +21,7 @@ class XGBModel(Model):
         max_depth: int = 3,
         learning_rate: float = 0.05,
         subsample: float = 0.8,
+        early_stopping_rounds: int | None = 20,
         **kwargs: Any,
     ) -> None:
         super().__init__(
@@ -28,27 +30,44 @@ class XGBModel(Model):
             max_depth=max_depth,
             learning_rate=learning_rate,
             subsample=subsample,
+            early_stopping_rounds=early_stopping_rounds,
             **kwargs,
         )
-        from xgboost import XGBRegressor
-
-        self.regressor = XGBRegressor(
-            n_estimators=n_estimators,
-            max_depth=max_depth,
-            learning_rate=learning_rate,
-            subsample=subsample,
-            random_state=seed,
-            n_jobs=2,
-            device=_device(),
+        self.early_stopping_rounds = early_stopping_rounds
+        self.options = {
+            "n_estimators": n_estimators,
+            "max_depth": max_depth,
+            "learning_rate": learning_rate,
+            "subsample": subsample,
+            "tree_method": "hist",
+            "random_state": seed,
+            "n_jobs": 2,
+            "device": _device(),
             **kwargs,
-        )
+        }
+        self.regressor: Any = None
 
     def fit(self, dataset: Dataset) -> XGBModel:
-        self.regressor.fit(dataset.X("train"), dataset.y("train"))
+        from xgboost import XGBRegressor
+
+        train, valid = train_and_valid(dataset)
+        use_valid = len(valid) > 0 and self.early_stopping_rounds
+        self.regressor = XGBRegressor(
+            **self.options, early_stopping_rounds=self.early_stopping_rounds if use_valid else None
+        )
+        X, y = dataset.X_all, dataset.panel.frame[dataset.label].to_numpy(np.float32)  # noqa: N806
+        eval_set = [(X[valid], y[valid])] if use_valid else None
+        self.regressor.fit(X[train], y[train], eval_set=eval_set, verbose=False)
+        # Scoring happens on CPU machines too.
+        self.regressor.set_params(device="cpu")
         return self
 
-    def predict_frame(self, X: Any) -> np.ndarray:  # noqa: N803
-        return np.asarray(self.regressor.predict(X), dtype="float64")
+    def predict_rows(self, X_all: np.ndarray, rows: np.ndarray) -> np.ndarray:  # noqa: N803
+        return np.asarray(self.regressor.predict(X_all[rows]), dtype="float64")
+
+    def feature_importance(self, features: list[str]) -> dict[str, float]:
+        scores = self.regressor.get_booster().get_score(importance_type="gain")
+        return {name: float(scores.get(f"f{i}", 0.0)) for i, name in enumerate(features)}
 
 
 def _device() -> str:
