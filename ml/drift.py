@@ -13,12 +13,13 @@ The dataset drifts when the share of drifted features reaches `drift_share_thres
 from __future__ import annotations
 
 import logging
+import math
 import urllib.error
 import urllib.request
 import uuid
 from contextlib import closing
 from dataclasses import dataclass, replace
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any, TypedDict
 from urllib.parse import urlsplit
@@ -26,6 +27,7 @@ from urllib.parse import urlsplit
 import pandas as pd
 import psycopg2
 from psycopg2 import sql
+from psycopg2.extras import execute_values
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,8 @@ class DriftResult:
     # Set by run_drift: the monitoring.drift_runs row and the MLflow run holding the report.
     run_id: uuid.UUID | None = None
     mlflow_drift_run_id: str | None = None
+    # Set by run_drift when the model has published enough scores before the current window.
+    prediction: FeatureDrift | None = None
 
     @property
     def drifted_features(self) -> list[str]:
@@ -188,7 +192,9 @@ def run_drift(
 ) -> DriftResult:
     """Drift of the last `current_days` trading days (up to `run_date`) against `reference_window`.
 
-    Writes `reports_dir/drift_<current end>.html` and replaces the `monitoring.drift_runs` row of
+    Writes `reports_dir/drift_<current end>_v<version>_<run id>.html` (see `report_name`), one
+    row per feature in `monitoring.drift_features`, the drift of the model's published scores
+    when it has a history (`_prediction_drift`), and replaces the `monitoring.drift_runs` row of
     (`run_date`, model), `run_date` defaulting to the last current trading day. With
     `mlflow_run_id` (the model's training run) the report and the drifted share go to a new run
     `drift_<run_date>` in that run's experiment, when the tracking server answers; `tracking_uri`
@@ -235,8 +241,15 @@ def run_drift(
     )
 
     run_date = run_date or current_end
-    report_path = (Path(reports_dir) / f"drift_{current_end}.html").resolve()
+    report_path = (
+        Path(reports_dir) / report_name(current_end, model_version, mlflow_run_id)
+    ).resolve()
     result = compute_drift(reference, current, features, report_path, drift_share_threshold)
+    prediction = None
+    if model_name and model_version:
+        prediction = _prediction_drift(
+            database_url, model_name, model_version, current_start, current_end, report_path
+        )
 
     run_id = uuid.uuid4()
     with closing(psycopg2.connect(database_url)) as conn, conn, conn.cursor() as cur:
@@ -259,8 +272,9 @@ def run_drift(
             insert into monitoring.drift_runs (
                 run_id, run_date, reference_start, reference_end, current_start, current_end,
                 n_features, n_drifted_features, share_drifted, drift_detected, report_path,
-                model_name, model_version, mlflow_run_id
-            ) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+                model_name, model_version, mlflow_run_id, prediction_drift_score,
+                prediction_drifted
+            ) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
             """,
             (
                 str(run_id),
@@ -277,9 +291,30 @@ def run_drift(
                 model_name,
                 model_version,
                 mlflow_run_id,
+                prediction["score"] if prediction else None,
+                prediction["drifted"] if prediction else None,
             ),
         )
-    result = replace(result, run_id=run_id)
+        execute_values(
+            cur,
+            """
+            insert into monitoring.drift_features
+                (run_id, feature, drifted, score, method, threshold)
+            values %s
+            """,
+            [
+                (
+                    str(run_id),
+                    name,
+                    drift["drifted"],
+                    drift["score"] if math.isfinite(drift["score"]) else None,
+                    drift["method"],
+                    drift["threshold"],
+                )
+                for name, drift in result.per_feature.items()
+            ],
+        )
+    result = replace(result, run_id=run_id, prediction=prediction)
 
     if mlflow_run_id:
         drift_run = _log_to_mlflow(
@@ -298,6 +333,65 @@ def run_drift(
         )
         result = replace(result, mlflow_drift_run_id=drift_run)
     return result
+
+
+def report_name(current_end: date, model_version: str | None, mlflow_run_id: str | None) -> str:
+    """`drift_<date>[_v<version>][_<run id>].html`: two models on one day keep their reports."""
+    name = f"drift_{current_end}"
+    if model_version:
+        name += f"_v{model_version}"
+    if mlflow_run_id:
+        name += f"_{mlflow_run_id[:12]}"
+    return name + ".html"
+
+
+MIN_PREDICTION_REFERENCE_ROWS = 30
+
+_SCORES_SQL = """
+select score from signals.daily_signals
+where model_name = %s and model_version = %s and trade_date between %s and %s
+  and score = score and score not in ('Infinity', '-Infinity')
+"""
+
+
+def _prediction_drift(
+    database_url: str,
+    model_name: str,
+    model_version: str,
+    current_start: date,
+    current_end: date,
+    features_report: Path,
+) -> FeatureDrift | None:
+    """Drift of the published scores: the current window against this version's earlier ones.
+
+    None when the version has published fewer than MIN_PREDICTION_REFERENCE_ROWS scores before
+    the current window (a freshly promoted model has no history to compare with yet).
+    """
+    with closing(psycopg2.connect(database_url)) as conn, conn.cursor() as cur:
+        cur.execute(
+            _SCORES_SQL, (model_name, model_version, date.min, current_start - timedelta(days=1))
+        )
+        reference = [row[0] for row in cur.fetchall()]
+        cur.execute(_SCORES_SQL, (model_name, model_version, current_start, current_end))
+        current = [row[0] for row in cur.fetchall()]
+    if len(reference) < MIN_PREDICTION_REFERENCE_ROWS or not current:
+        log.info(
+            "prediction drift: %d reference and %d current scores for %s v%s; not computed",
+            len(reference),
+            len(current),
+            model_name,
+            model_version,
+        )
+        return None
+    result = compute_drift(
+        pd.DataFrame({"score": reference}),
+        pd.DataFrame({"score": current}),
+        ["score"],
+        features_report.with_name(features_report.stem + "_predictions.html"),
+    )
+    drift = result.per_feature["score"]
+    log.info("prediction drift: %s (%s %.4g)", drift["drifted"], drift["method"], drift["score"])
+    return drift
 
 
 def _current_window(conn: Any, current_days: int, up_to: date | None) -> tuple[date, date]:
@@ -418,7 +512,17 @@ def _log_to_mlflow(
             Param("drift_share_threshold", str(result.drift_share_threshold)),
         ]
         client.log_batch(drift_run_id, metrics=metrics, params=params)
+        if result.prediction is not None:
+            client.log_metric(
+                drift_run_id, "prediction_drift_score", result.prediction["score"], timestamp
+            )
+            client.log_metric(
+                drift_run_id, "prediction_drifted", float(result.prediction["drifted"]), timestamp
+            )
         client.log_artifact(drift_run_id, str(result.report_path), artifact_path="drift")
+        predictions = result.report_path.with_name(result.report_path.stem + "_predictions.html")
+        if result.prediction is not None and predictions.is_file():
+            client.log_artifact(drift_run_id, str(predictions), artifact_path="drift")
     except Exception:
         client.set_terminated(drift_run_id, status="FAILED")
         raise

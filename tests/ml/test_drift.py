@@ -173,7 +173,8 @@ def test_run_drift_records_one_row_per_date_and_model(features_db: str, tmp_path
     result = _run(features_db, tmp_path / "reports")
 
     current_start, current_end = TRADING_DAYS[-CURRENT_DAYS], TRADING_DAYS[-1]
-    assert result.report_path == (tmp_path / "reports" / f"drift_{current_end}.html").resolve()
+    report = tmp_path / "reports" / f"drift_{current_end}_v3.html"
+    assert result.report_path == report.resolve()
     assert result.report_path.is_file()
     assert result.drift_detected
     assert set(SHIFTED) <= set(result.drifted_features)
@@ -219,7 +220,7 @@ def test_run_date_bounds_the_current_window(features_db: str, tmp_path: Path) ->
     assert row["run_date"] == run_date
     assert row["current_end"] == run_date
     assert row["current_start"] == TRADING_DAYS[-2 * CURRENT_DAYS]
-    assert result.report_path.name == f"drift_{run_date}.html"
+    assert result.report_path.name == f"drift_{run_date}_v3.html"
     assert not result.drift_detected
 
 
@@ -310,3 +311,67 @@ def test_unreachable_mlflow_still_records_the_drift(features_db: str, tmp_path: 
     (row,) = _drift_rows(features_db)
     # str(): yfinance imports peewee, which registers psycopg2's UUID caster process-wide.
     assert str(row["run_id"]) == str(result.run_id)
+
+
+# --- per-feature rows, report names, prediction drift ---------------------------------------
+
+
+def _publish_scores(database_url: str, shift_from: int | None) -> None:
+    """signals.daily_signals of model v3 on every trading day; scores jump from `shift_from` on."""
+    rng = np.random.default_rng(1)  # a fixed draw; K-S at 5% flags some seeds by chance
+    rows = []
+    for i, day in enumerate(TRADING_DAYS):
+        for j in range(10):
+            score = float(rng.normal()) + (3.0 if shift_from is not None and i >= shift_from else 0)
+            rows.append((day, f"S{j}", score, j + 1, "neutral", "marketflow_signal", "3", "run"))
+    with psycopg2.connect(database_url) as conn, conn.cursor() as cur:
+        execute_values(cur, "insert into signals.daily_signals values %s", rows)
+    conn.close()
+
+
+def _feature_rows(database_url: str, run_id: object) -> dict[str, tuple]:
+    with psycopg2.connect(database_url) as conn, conn.cursor() as cur:
+        cur.execute(
+            "select feature, drifted, score, method, threshold from monitoring.drift_features"
+            " where run_id = %s",
+            (str(run_id),),
+        )
+        rows = {row[0]: row[1:] for row in cur.fetchall()}
+    conn.close()
+    return rows
+
+
+def test_one_row_per_feature_and_report_names_per_model(features_db: str, tmp_path: Path) -> None:
+    first = _run(features_db, tmp_path, mlflow_run_id=None, model_version="3")
+    rows = _feature_rows(features_db, first.run_id)
+    assert set(rows) == set(FEATURES)
+    for name, (drifted, score, method, threshold) in rows.items():
+        assert drifted == first.per_feature[name]["drifted"]
+        assert score == pytest.approx(first.per_feature[name]["score"])
+        assert (method, threshold) == (
+            first.per_feature[name]["method"],
+            first.per_feature[name]["threshold"],
+        )
+    # Another model version on the same day keeps its own report.
+    second = _run(features_db, tmp_path, model_version="4")
+    assert second.report_path != first.report_path
+    assert first.report_path.is_file() and second.report_path.is_file()
+    # Re-running replaces the run and, through the foreign key, its feature rows.
+    again = _run(features_db, tmp_path, model_version="3")
+    assert _feature_rows(features_db, first.run_id) == {}
+    assert set(_feature_rows(features_db, again.run_id)) == set(FEATURES)
+    assert first.prediction is None  # no published scores: nothing to compare
+
+
+@pytest.mark.parametrize(("shift_from", "drifted"), [(None, False), (N_DAYS - CURRENT_DAYS, True)])
+def test_prediction_drift_of_the_published_scores(
+    features_db: str, tmp_path: Path, shift_from: int | None, drifted: bool
+) -> None:
+    _publish_scores(features_db, shift_from)
+    result = _run(features_db, tmp_path)
+    assert result.prediction is not None
+    assert result.prediction["drifted"] is drifted, result.prediction
+    (row,) = _drift_rows(features_db)
+    assert row["prediction_drifted"] is drifted
+    assert row["prediction_drift_score"] == pytest.approx(result.prediction["score"])
+    assert result.report_path.with_name(result.report_path.stem + "_predictions.html").is_file()
