@@ -50,19 +50,36 @@ def _numeric(values: pd.Series) -> pd.Series:
     return pd.to_numeric(values.astype("string").str.strip(), errors="coerce").astype("float64")
 
 
+def _normalise_symbols(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
+    """Stripped upper-case symbols (NA where missing or blank) and an integer code per row
+    (-1 where missing). The string work runs once per distinct value, not once per row."""
+    codes, uniques = pd.factorize(values)
+    names = pd.Series(uniques, dtype="string[pyarrow]").str.strip().str.upper()
+    # " aapl" and "AAPL" are one symbol: one code, for the duplicate check.
+    canon_codes, canon_names = pd.factorize(names.mask(names == ""))
+    row_codes = np.append(canon_codes, -1)[codes]  # code -1 (missing) picks the appended -1
+    symbol = pd.array(np.asarray(canon_names, dtype=object), dtype="string[pyarrow]").take(
+        row_codes, allow_fill=True
+    )
+    return pd.Series(symbol, index=values.index), row_codes
+
+
 def split_valid(raw: pd.DataFrame, today: date) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Return (valid rows with typed columns, rejected rows as received plus `reason`)."""
-    reason = pd.Series(pd.NA, index=raw.index, dtype="object")
+    bad = np.zeros(len(raw), dtype=bool)
+    reason = np.full(len(raw), None, dtype=object)
 
     def reject(mask: pd.Series | np.ndarray, why: str) -> None:
-        reason[np.asarray(mask, dtype=bool) & reason.isna().to_numpy()] = why
+        new = np.asarray(mask, dtype=bool) & ~bad
+        reason[new] = why
+        bad[new] = True
 
     missing = [c for c in ("symbol", "trade_date", *NUMERIC) if c not in raw.columns]
     if missing:
         raise ValueError(f"provider frame lacks columns: {', '.join(missing)}")
 
-    symbol = raw["symbol"].astype("string[pyarrow]").str.strip().str.upper()
-    reject(symbol.isna() | (symbol == ""), "missing symbol")
+    symbol, symbol_code = _normalise_symbols(raw["symbol"])
+    reject(symbol_code < 0, "missing symbol")
 
     trade_date = parse_dates(raw["trade_date"])
     reject(trade_date.isna(), "unparseable trade_date (expected YYYY-MM-DD)")
@@ -86,17 +103,23 @@ def split_valid(raw: pd.DataFrame, today: date) -> tuple[pd.DataFrame, pd.DataFr
         if col not in raw.columns:
             continue
         received = raw[col]
-        blank = received.isna() | (received.astype("string").str.strip() == "")
+        if pd.api.types.is_numeric_dtype(received):
+            blank = received.isna()
+        else:
+            blank = received.isna() | (received.astype("string").str.strip() == "")
         extras[col] = _numeric(received)
         reject(~blank & extras[col].isna(), f"non-numeric {col}")
         floor_ok = extras[col] >= 0 if col == "dividend" else extras[col] > 0
         reject(~blank & extras[col].notna() & ~floor_ok, f"{col} out of range")
     reject(trade_date > pd.Timestamp(today), "trade_date in the future")
 
-    key = pd.DataFrame({"symbol": symbol, "trade_date": trade_date})
-    reject(key.duplicated(keep=False) & key.notna().all(axis=1), DUPLICATE)
+    # One int64 per (symbol, day): symbol code in the high bits, days since 1970 in the low.
+    days = trade_date.to_numpy(dtype="datetime64[D]").astype("int64")
+    known = (symbol_code >= 0) & trade_date.notna().to_numpy()
+    key = pd.Series(np.where(known, (symbol_code.astype("int64") << 32) + days, -1))
+    reject(key.duplicated(keep=False).to_numpy() & known, DUPLICATE)
 
-    ok = reason.isna().to_numpy()
+    ok = ~bad
     valid = pd.DataFrame(
         {
             "symbol": symbol[ok],
@@ -107,5 +130,5 @@ def split_valid(raw: pd.DataFrame, today: date) -> tuple[pd.DataFrame, pd.DataFr
         }
     )
     rejected = raw.loc[~ok].copy()
-    rejected["reason"] = reason[~ok]
+    rejected["reason"] = reason[~ok].astype(str) if (~ok).any() else pd.Series(dtype=object)
     return valid.reset_index(drop=True), rejected.reset_index(drop=True)

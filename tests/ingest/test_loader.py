@@ -318,3 +318,23 @@ def test_failed_share_counts_named_units_not_symbols(make_database):
 
     assert len(result.symbols) == 50
     assert result.failed_share == 0.5
+
+
+def test_symbol_spellings_are_one_symbol_for_the_duplicate_check():
+    from ingest.validate import DUPLICATE, split_valid
+
+    frame = _frame(
+        [
+            (" aapl ", "2024-01-02", 1.0, 2.0, 0.5, 1.5, 1.5, 10),
+            ("AAPL", "2024-01-02", 1.0, 2.0, 0.5, 1.6, 1.6, 10),
+            ("AAPL", "2024-01-03", 1.0, 2.0, 0.5, 1.6, 1.6, 10),
+            ("  ", "2024-01-03", 1.0, 2.0, 0.5, 1.6, 1.6, 10),
+            (None, "2024-01-03", 1.0, 2.0, 0.5, 1.6, 1.6, 10),
+            ("msft", "1969-12-31", 1.0, 2.0, 0.5, 1.6, 1.6, 10),
+        ]
+    )
+    valid, rejected = split_valid(frame, TODAY)
+
+    assert valid[["symbol", "close"]].values.tolist() == [["AAPL", 1.6], ["MSFT", 1.6]]
+    assert rejected["reason"].tolist() == [DUPLICATE, DUPLICATE, "missing symbol", "missing symbol"]
+    assert rejected["symbol"].tolist()[:2] == [" aapl ", "AAPL"]  # as received
