@@ -1,10 +1,18 @@
-"""Evidently drift report: the champion's training window against the latest features."""
+"""Daily monitoring after scoring: Evidently drift of the champion's features and published
+scores, the live quality of the published signals, and a retraining request when thresholds
+are crossed.
+
+`monitor` records everything (monitoring.drift_runs, drift_features, live_quality; HTML under
+the reports folder; a drift run in MLflow) and decides. `request_retraining` emits the
+RETRAIN_REQUEST asset only when the decision says so: otherwise it skips itself, and a
+skipped task emits no asset event. Both log why.
+"""
 
 from datetime import timedelta
 
 from airflow.sdk import dag, task
 
-from dags.assets import DRIFT, SIGNALS
+from dags.assets import DRIFT, RETRAIN_REQUEST, SIGNALS
 from dags.common import DEFAULT_ARGS, START_DATE, database_url
 
 
@@ -20,17 +28,29 @@ from dags.common import DEFAULT_ARGS, START_DATE, database_url
 )
 def marketflow_monitoring():
     @task(outlets=[DRIFT], execution_timeout=timedelta(minutes=30))
-    def feature_drift() -> dict:
-        from ml.monitoring import drift_for_champion
+    def monitor() -> dict:
+        from ml.monitoring import monitor
 
-        result = drift_for_champion(database_url())
-        return {
-            "drift_detected": result.drift_detected,
-            "share_drifted": result.share_drifted,
-            "report_path": str(result.report_path),
-        }
+        return monitor(database_url()).as_xcom()
 
-    feature_drift()
+    @task(outlets=[RETRAIN_REQUEST], retries=0)
+    def request_retraining(result: dict) -> dict:
+        import logging
+        from datetime import date
+
+        from airflow.sdk.exceptions import AirflowSkipException
+        from ml.monitoring import Decision, record_retrain_request
+
+        decision = Decision(
+            **{**result["decision"], "run_date": date.fromisoformat(result["decision"]["run_date"])}
+        )
+        logging.getLogger(__name__).info(decision.message)
+        if not decision.retrain:
+            raise AirflowSkipException(decision.message)
+        record_retrain_request(database_url(), decision)
+        return {"reasons": decision.reasons, "model_version": decision.model_version}
+
+    request_retraining(monitor())
 
 
 dag = marketflow_monitoring()

@@ -77,6 +77,7 @@ def test_chain_is_linked_by_assets(dagbag):
     assert inlets("marketflow_scoring") == {assets.MODEL.name}
     assert outlets("marketflow_scoring") == {assets.SIGNALS.name}
     assert inlets("marketflow_monitoring") == {assets.SIGNALS.name}
+    assert outlets("marketflow_monitoring") == {assets.DRIFT.name, assets.RETRAIN_REQUEST.name}
 
 
 def test_features_dag_validates_before_and_after_dbt(dagbag):
