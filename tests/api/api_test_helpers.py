@@ -132,3 +132,123 @@ def register_model(
     if champion:
         client.set_registered_model_alias(model_name, "champion", version)
     return version
+
+
+def tiny_png(width: int = 120, height: int = 60) -> bytes:
+    """A real PNG (a rising line on white), so a browser has something to draw."""
+    import struct
+    import zlib
+
+    rows = []
+    for y in range(height):
+        row = bytearray([0])  # filter byte
+        for x in range(width):
+            on_line = abs((height - 1 - y) - x * (height - 1) // (width - 1)) <= 1
+            row += bytes((20, 90, 200) if on_line else (255, 255, 255))
+        rows.append(bytes(row))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"".join(rows)))
+        + chunk(b"IEND", b"")
+    )
+
+
+DEMO_FEATURES = ["ret_1d", "vol_20d"]
+
+
+def seed_demo(
+    owner_url: str,
+    tracking_uri: str,
+    artifact_dir: Path,
+    model_name: str,
+    n_symbols: int = 20,
+    n_days: int = 5,
+) -> dict[str, Any]:
+    """Signals, features, a drift run with live quality, and a registered champion with an
+    equity curve: what the pages, schemathesis and the benchmark read."""
+    import uuid
+
+    from psycopg2.extras import execute_values
+
+    symbols = [f"S{i:03d}" for i in range(n_symbols)]
+    days = [date(2024, 3, 4 + i) for i in range(n_days)]
+    features = [
+        (s, d, (i + 1) * 0.001 * (k + 1), 0.01 * (i % 7 + 1))
+        for i, s in enumerate(symbols)
+        for k, d in enumerate(days)
+    ]
+    run_id = str(uuid.uuid4())
+    report = artifact_dir / f"drift_{days[-1]}_v1.html"
+    artifact_dir.mkdir(parents=True, exist_ok=True)
+    report.write_text("<html><body><h1>Drift report</h1></body></html>")
+    with psycopg2.connect(owner_url) as conn, conn.cursor() as cur:
+        cur.execute("truncate signals.daily_signals, monitoring.drift_runs cascade")
+        cur.execute("truncate monitoring.live_quality")
+        cur.execute("drop table if exists marts.features_daily")
+        cur.execute(
+            "create table marts.features_daily (symbol text, trade_date date, ret_1d float8,"
+            " vol_20d float8, primary key (symbol, trade_date))"
+        )
+        execute_values(cur, "insert into marts.features_daily values %s", features)
+        rows = []
+        for d in days:
+            for rank, s in enumerate(symbols, start=1):
+                side = (
+                    "long"
+                    if rank <= n_symbols // 3
+                    else "short"
+                    if rank > n_symbols - n_symbols // 3
+                    else "neutral"
+                )
+                rows.append((d, s, 1.0 - rank / n_symbols, rank, side, model_name, "1", "run"))
+        execute_values(
+            cur,
+            "insert into signals.daily_signals (trade_date, symbol, score, rank, signal,"
+            " model_name, model_version, mlflow_run_id) values %s",
+            rows,
+        )
+        cur.execute(
+            """
+            insert into monitoring.drift_runs (run_id, run_date, reference_start, reference_end,
+                current_start, current_end, n_features, n_drifted_features, share_drifted,
+                drift_detected, report_path, model_name, model_version, mlflow_run_id)
+            values (%s, %s, '2020-01-01', '2023-12-29', %s, %s, 2, 1, 0.5, true, %s, %s, '1', 'r')
+            """,
+            (run_id, days[-1], days[0], days[-1], str(report), model_name),
+        )
+        execute_values(
+            cur,
+            "insert into monitoring.drift_features values %s",
+            [(run_id, "ret_1d", True, 0.01, "K-S p_value", 0.05),
+             (run_id, "vol_20d", False, 0.4, "K-S p_value", 0.05)],
+        )  # fmt: skip
+        cur.execute(
+            "insert into monitoring.live_quality (run_date, model_name, model_version, label,"
+            " window_start, window_end, n_days, ic, hit_rate, top_k, top_k_return)"
+            " values (%s, %s, '1', 'fwd_ret_1d', %s, %s, 5, 0.031, 0.54, 10, 0.0012)",
+            (days[-1], model_name, days[0], days[-1]),
+        )
+    conn.close()
+    version = register_model(
+        tracking_uri,
+        artifact_dir,
+        model_name,
+        weights=[1.0, -0.5],
+        features=DEMO_FEATURES,
+        tags={
+            "model": "ridge",
+            "train_start": "2020-01-01",
+            "train_end": "2023-12-29",
+            "metric.ic": "0.042",
+            "metric.sharpe": "1.3",
+        },
+        equity_curve=tiny_png(),
+    )
+    return {"symbols": symbols, "days": days, "version": version, "drift_run_id": run_id}

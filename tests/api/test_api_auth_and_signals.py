@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg2
@@ -218,7 +218,9 @@ def test_etag_and_last_modified_give_304(client: FlaskClient, path: str) -> None
     earlier = "Mon, 01 Jan 2024 00:00:00 GMT"
     assert client.get(path, headers={"If-Modified-Since": earlier}).status_code == 200
     # Other parameters, another representation.
-    assert client.get(path + "&side=long" if "?" in path else path + "?page=2").headers["ETag"] != etag
+    assert (
+        client.get(path + "&side=long" if "?" in path else path + "?page=2").headers["ETag"] != etag
+    )
 
 
 def test_new_signals_change_the_etag(client: FlaskClient, add_signals: AddSignals) -> None:
@@ -237,9 +239,7 @@ def test_the_latest_stamp_is_trusted_for_the_cache_time_only(
 ) -> None:
     app = make_app(api_database_url, SIGNALS_CACHE_SECONDS=0.5)
     client = keyed_client(app, api_key)
-    add_signals(
-        [signal_row(DAY, "AAPL", 1, created_at=datetime(2024, 3, 8, 18, 0, tzinfo=timezone.utc))]
-    )
+    add_signals([signal_row(DAY, "AAPL", 1, created_at=datetime(2024, 3, 8, 18, 0, tzinfo=UTC))])
     assert client.get("/api/v1/signals/latest").get_json()["trade_date"] == "2024-03-08"
     add_signals([signal_row(DAY + timedelta(days=1), "MSFT", 1)])
     time.sleep(0.6)

@@ -1,0 +1,167 @@
+"""What a person sees: `/` and the interactive docs, served by gunicorn, driven by a real
+headless Chromium (Debian's package)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.api.api_test_helpers import free_port, seed_demo
+from tests.api.test_api_gunicorn import GUNICORN, REPO_ROOT, wait_for_health
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM.exists(), reason="/usr/bin/chromium is absent (Debian package `chromium`)"
+)
+
+
+@pytest.fixture(scope="module")
+def served(
+    api_owner_url: str,
+    api_database_url: str,
+    api_key: str,
+    mlflow_store: dict[str, str],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[dict[str, Any]]:
+    tmp = tmp_path_factory.mktemp("pages")
+    model_name = f"page_model_{uuid.uuid4().hex[:8]}"
+    seeded = seed_demo(
+        api_owner_url, mlflow_store["MLFLOW_TRACKING_URI"], tmp / "artifacts", model_name
+    )
+    port = free_port()
+    env = {
+        **os.environ,
+        "MARKETFLOW_API_BIND": f"127.0.0.1:{port}",
+        "MARKETFLOW_API_DATABASE_URL": api_database_url,
+        "MARKETFLOW_API_WORKERS": "1",
+        "MLFLOW_TRACKING_URI": mlflow_store["MLFLOW_TRACKING_URI"],
+        "MARKETFLOW_MODEL_NAME": model_name,
+        "MARKETFLOW_DATA_DIR": str(tmp / "data"),
+    }
+    log = tmp / "gunicorn.log"
+    with log.open("w") as log_file:
+        server = subprocess.Popen(
+            [str(GUNICORN), "-c", "api/gunicorn.conf.py"],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            base = f"http://127.0.0.1:{port}"
+            wait_for_health(base, server, log)
+            yield {"base": base, "key": api_key, "model_name": model_name, **seeded}
+        finally:
+            server.terminate()
+            server.wait(timeout=15)
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    profile = tmp_path_factory.mktemp("chromium-profile")
+    with sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(profile), executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            yield context
+        finally:
+            context.close()
+
+
+def test_home_page_shows_signals_champion_and_drift(served: dict, browser: Any) -> None:
+    page = browser.new_page()
+    failed: list[str] = []
+    page.on("requestfailed", lambda request: failed.append(request.url))
+    response = page.goto(served["base"] + "/")
+    assert response is not None and response.status == 200
+    assert page.title() == "MarketFlow signals"
+
+    signals = page.locator("#signals")
+    assert page.locator("#trade-date").inner_text() == served["days"][-1].isoformat()
+    rows = signals.locator("tbody tr")
+    assert rows.count() == len(served["symbols"])
+    first = rows.nth(0).locator("td").all_inner_texts()
+    assert first[:3] == ["1", "S000", "long"]
+    assert "short" in rows.nth(rows.count() - 1).inner_text()
+
+    champion = page.locator("#champion")
+    text = champion.inner_text()
+    assert f"{served['model_name']} v{served['version']}" in text
+    assert "ridge" in text and "2020-01-01" in text and "2023-12-29" in text
+    assert "0.0420" in text and "1.3000" in text  # metric.ic, metric.sharpe
+    image = page.locator("#equity-curve")
+    image.wait_for()
+    assert page.evaluate("document.getElementById('equity-curve').naturalWidth") == 120
+
+    drift = page.locator("#drift").inner_text()
+    assert "Drift detected" in drift and "1 of 2 features drifted (50%)" in drift
+    assert "IC 0.0310" in drift and "hit rate 0.5400" in drift
+    assert failed == []  # nothing fetched from elsewhere, nothing broken
+    page.close()
+
+
+def test_docs_page_renders_the_openapi_document_and_sends_requests(
+    served: dict, browser: Any
+) -> None:
+    page = browser.new_page()
+    page.goto(served["base"] + "/api/v1/docs")
+    ops = page.locator(".op")
+    ops.first.wait_for()
+    paths = ops.locator("h3 code").all_inner_texts()
+    assert "/api/v1/signals/latest" in paths and "/api/v1/score" in paths
+
+    latest = ops.filter(has=page.locator("code", has_text="/api/v1/signals/latest")).first
+    latest.locator("input[name=limit]").fill("2")
+    latest.locator("button").click()
+    output = latest.locator("pre")
+    output.wait_for()
+    page.wait_for_function("el => el.textContent.length > 0", arg=output.element_handle())
+    assert output.inner_text().startswith("401")  # no key yet
+
+    page.locator("#key").fill(served["key"])
+    latest.locator("button").click()
+    page.wait_for_function(
+        "el => el.textContent.startsWith('200')", arg=output.element_handle(), timeout=10_000
+    )
+    assert '"count": 2' in output.inner_text()
+
+    score = ops.filter(has=page.locator("code", has_text="/api/v1/score")).first
+    score.locator("textarea").fill('{"symbols": ["S001", "S002"]}')
+    score.locator("button").click()
+    score_out = score.locator("pre")
+    page.wait_for_function(
+        "el => el.textContent.length > 0", arg=score_out.element_handle(), timeout=60_000
+    )
+    assert score_out.inner_text().startswith("200"), score_out.inner_text()
+    assert '"symbol": "S001"' in score_out.inner_text()
+    page.close()
+
+
+def test_the_drift_report_is_served(served: dict) -> None:
+    import urllib.request
+
+    request = urllib.request.Request(
+        f"{served['base']}/api/v1/drift/{served['drift_run_id']}/report",
+        headers={"Authorization": f"Bearer {served['key']}"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 200
+        assert b"Drift report" in response.read()
