@@ -251,8 +251,7 @@ def symbol_signals(symbol: str) -> Response:
     if not _SYMBOL.fullmatch(symbol):
         abort(400, description=f"symbol must match {SYMBOL_PATTERN}")
     start, end = _date_arg("start"), _date_arg("end")
-    if start and end and start > end:
-        abort(400, description="start must not be after end")
+    # start after end is an empty window, not an error: OpenAPI cannot say it is invalid.
     page = _int_arg("page", 1, 1, 1_000_000)
     page_size = _int_arg("page_size", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
     model = _text_arg("model")
