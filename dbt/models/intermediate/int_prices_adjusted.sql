@@ -10,7 +10,8 @@ prices as (
         low_price,
         close_price,
         adj_close_price,
-        volume
+        volume,
+        ingested_at
     from {{ ref('stg_market__prices') }}
 
 ),
@@ -28,6 +29,7 @@ adjustment_factors as (
         prices.close_price,
         prices.adj_close_price,
         prices.volume,
+        prices.ingested_at,
         prices.adj_close_price / nullif(prices.close_price, 0) as adjustment_factor
     from prices
 
@@ -45,7 +47,8 @@ adjusted as (
         adjustment_factors.adj_close_price as adj_close,
         adjustment_factors.close_price,
         adjustment_factors.volume,
-        adjustment_factors.volume / adjustment_factors.adjustment_factor as adj_volume
+        adjustment_factors.volume / adjustment_factors.adjustment_factor as adj_volume,
+        adjustment_factors.ingested_at
     from adjustment_factors
 
 )

@@ -1,0 +1,29 @@
+{#-
+    The first trade_date an incremental run must (re)write: the earliest bar of
+    int_prices_adjusted that `relation` has not seen, i.e. missing from it or ingested after
+    the newest bar it was built from (ingest bumps `ingested_at` when it corrects a row).
+    NULL when nothing is new. Every row from that date on is rebuilt, for every symbol, so
+    per-day cross-sectional ranks and history counts stay exact even after a back-fill.
+    Two separate minimums (least() skips NULLs): an OR of both conditions would defeat the
+    anti-join and probe the built table once per bar.
+-#}
+{% macro incremental_first_date(relation) -%}
+least(
+    (
+        select min(corrected.trade_date)
+        from {{ ref('int_prices_adjusted') }} as corrected
+        where corrected.ingested_at > (
+            select coalesce(max(built.source_ingested_at), '-infinity'::timestamptz)
+            from {{ relation }} as built
+        )
+    ),
+    (
+        select min(missing.trade_date)
+        from {{ ref('int_prices_adjusted') }} as missing
+        left join {{ relation }} as built
+            on missing.symbol = built.symbol
+            and missing.trade_date = built.trade_date
+        where built.symbol is null
+    )
+)
+{%- endmacro %}
