@@ -62,10 +62,13 @@ def test_sample_data_flows_from_ingest_to_api(dag_runner, database_url, mlflow_s
     champion = client.get_model_version_by_alias(settings.model_name, "champion")
 
     from api import create_app
+    from api.keys import create_key
 
+    _, key = create_key(database_url, "e2e")
     api_url = database_url.replace("//marketflow@", "//marketflow_api@", 1)
     app = create_app({"DATABASE_URL": api_url, "TESTING": True})
-    resp = app.test_client().get("/api/v1/signals/latest")
+    headers = {"Authorization": f"Bearer {key}"}
+    resp = app.test_client().get("/api/v1/signals/latest", headers=headers)
     assert resp.status_code == 200, resp.get_json()
     body = resp.get_json()
     assert body["trade_date"] == "2013-03-01"
