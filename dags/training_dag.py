@@ -1,18 +1,32 @@
-"""Train the candidate models on the marts, log them to MLflow, register the best and
-promote it to @champion only if it beats the current champion on the same test window."""
+"""Train the model zoo walk-forward on the marts, log it to MLflow, register the best and promote
+it to @champion only if it beats the current champion on the same folds.
+
+Runs when new features land or monitoring asks for a retrain (FEATURES | RETRAIN_REQUEST), and
+weekly on Monday 06:00 UTC regardless. The GPU step carries the training queue and pool: on
+Celery set MARKETFLOW_TRAINING_QUEUE=gpu and MARKETFLOW_TRAINING_POOL=gpu (created by
+`marketflow up`, or `airflow pools set gpu 1 "GPU training"`); LocalExecutor ignores queues.
+"""
 
 import os
 from datetime import timedelta
 
-from airflow.sdk import dag, task
+from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, dag, task
 
-from dags.assets import FEATURES, MODEL
+from dags.assets import FEATURES, MODEL, RETRAIN_REQUEST
 from dags.common import DEFAULT_ARGS, START_DATE, database_url
+
+TRAINING_QUEUE = os.environ.get("MARKETFLOW_TRAINING_QUEUE", "default")
+TRAINING_POOL = os.environ.get("MARKETFLOW_TRAINING_POOL", "default_pool")
+# A config file other than ml/config/models.yaml (e.g. ml/config/full.yaml on a GPU worker).
+TRAINING_CONFIG = os.environ.get("MARKETFLOW_TRAINING_CONFIG", "")
 
 
 @dag(
     dag_id="marketflow_training",
-    schedule=[FEATURES],
+    schedule=AssetOrTimeSchedule(
+        timetable=CronTriggerTimetable("0 6 * * 1", timezone="UTC"),
+        assets=(FEATURES | RETRAIN_REQUEST),
+    ),
     start_date=START_DATE,
     catchup=False,
     max_active_runs=1,
@@ -21,27 +35,49 @@ from dags.common import DEFAULT_ARGS, START_DATE, database_url
     doc_md=__doc__,
 )
 def marketflow_training():
-    # On Celery, set MARKETFLOW_TRAINING_QUEUE=gpu to send training to the GPU worker.
+    @task(execution_timeout=timedelta(minutes=20))
+    def check_data() -> dict:
+        """Folds and the leakage guard, on CPU, before any GPU time is spent."""
+        from ml.leakage import check_leakage
+        from ml.train import DEFAULT_CONFIG, load_config, prepare
+
+        config = load_config(TRAINING_CONFIG or DEFAULT_CONFIG)
+        prepared = prepare(database_url(), config)
+        folds = prepared.folds
+        panel = prepared.panel
+        rows = panel.samples(folds[0].train_start, folds[-1].train_end, prepared.min_history,
+                             folds[-1].valid_start)  # fmt: skip
+        check_leakage(panel, rows, float(config.get("max_abs_feature_corr", 0.3)))
+        return {
+            "features": len(panel.features),
+            "folds": len(folds),
+            "test_start": str(folds[0].test_start),
+            "test_end": str(folds[-1].test_end),
+        }
+
     @task(
         outlets=[MODEL],
-        queue=os.environ.get("MARKETFLOW_TRAINING_QUEUE", "default"),
+        queue=TRAINING_QUEUE,
+        pool=TRAINING_POOL,
         execution_timeout=timedelta(hours=2),
     )
-    def train_and_register() -> dict:
-        from ml.train import train
+    def train_and_register(plan: dict) -> dict:
+        from ml.train import DEFAULT_CONFIG, train
 
-        result = train(database_url())
+        print(f"plan: {plan}")
+        result = train(database_url(), config_path=TRAINING_CONFIG or DEFAULT_CONFIG)
         print(f"best={result.best_model} v{result.version} metrics={result.metrics}")
         print(f"gate: {result.reason}")
         return {
             "run_id": result.run_id,
             "version": result.version,
+            "best_model": result.best_model,
             "promoted": result.promoted,
             "champion_version": result.champion_version,
-            "ic": result.metrics["ic"],
+            "rank_ic": result.metrics["rank_ic"],
         }
 
-    train_and_register()
+    train_and_register(check_data())
 
 
 dag = marketflow_training()

@@ -112,11 +112,84 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0 if summary.success else 1
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    from ml.train import train
+def _fold_bar(total: int, desc: str):  # noqa: ANN202 - (tqdm bar, callback)
+    from tqdm import tqdm
 
-    result = train(get_settings().database_url)
+    # MARKETFLOW_PROGRESS=1 also gives the neural models' trainer a bar per epoch.
+    os.environ.setdefault("MARKETFLOW_PROGRESS", "1")
+    bar = tqdm(total=total, desc=desc, unit=" fold", file=sys.stderr)
+
+    def on_fold(index: int, metrics: dict) -> None:
+        bar.set_postfix(rank_ic=f"{metrics.get('rank_ic', float('nan')):+.4f}")
+        bar.update(1)
+
+    return bar, on_fold
+
+
+def _config_path(args: argparse.Namespace) -> Path:
+    from ml.train import DEFAULT_CONFIG
+
+    return Path(args.config) if getattr(args, "config", None) else DEFAULT_CONFIG
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from ml.train import load_config, prepare, train
+
+    config_path = _config_path(args)
+    config = load_config(config_path)
+    folds = len(prepare(get_settings().database_url, config).folds)
+    bar, on_fold = _fold_bar(folds * len(config["models"]), "walk-forward")
+    with bar:
+        result = train(get_settings().database_url, config_path=config_path, on_fold=on_fold)
+    print(_metrics_table(result.candidates))
     print(f"{result.best_model} registered as v{result.version}; {result.reason}")
+    return 0
+
+
+def _metrics_table(candidates: dict) -> str:
+    keys = ("rank_ic", "ic", "icir", "directional_accuracy", "mae", "sharpe", "max_drawdown",
+            "benchmark_sharpe")  # fmt: skip
+    lines = ["model".ljust(20) + "".join(k[:12].rjust(13) for k in keys)]
+    for name, metrics in candidates.items():
+        lines.append(
+            name.ljust(20) + "".join(f"{metrics.get(k, float('nan')):13.4f}" for k in keys)
+        )
+    return "\n".join(lines)
+
+
+def cmd_walk_forward(args: argparse.Namespace) -> int:
+    """Walk-forward metrics of the configured models, without logging or registering."""
+    from ml.train import load_config, prepare, walk_forward_zoo
+
+    config = load_config(_config_path(args))
+    names = args.models.split(",") if args.models else list(config["models"])
+    prepared = prepare(get_settings().database_url, config)
+    bar, on_fold = _fold_bar(len(prepared.folds) * len(names), "walk-forward")
+    with bar:
+        results = walk_forward_zoo(prepared, names, track=False, on_fold=on_fold)
+    print(_metrics_table({n: r.metrics for n, r in results.items()}))
+    return 0
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    import yaml
+    from tqdm import tqdm
+
+    from ml.tune import tune
+
+    search = yaml.safe_load(Path(args.search).read_text())
+    search = search.get("tune", search)
+    total = int(search.get("trials", 0)) or None
+    with tqdm(total=total, desc=f"tune {search['model']}", unit=" trial", file=sys.stderr) as bar:
+
+        def on_trial(number: int, score: float) -> None:
+            bar.set_postfix(valid_rank_ic=f"{score:+.4f}")
+            bar.update(1)
+
+        result = tune(get_settings().database_url, search, config_path=_config_path(args),
+                      output=args.output, on_trial=on_trial)  # fmt: skip
+    print(f"best {result.model} kwargs {result.best_kwargs}: valid RankIC {result.best_score:.4f}")
+    print(f"config written to {result.output}")
     return 0
 
 
@@ -173,6 +246,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     env = services.airflow_env(settings)
     print("migrating Airflow's metadata database ...")
     _airflow("db", "migrate", env=env)
+    # The pool GPU training takes with MARKETFLOW_TRAINING_POOL=gpu (one model at a time).
+    _airflow("pools", "set", "gpu", "1", "GPU training: one model at a time", env=env)
     print("parsing the dbt project (manifest for Cosmos) ...")
     run_dbt(["parse"], settings.database_url)
     print("serializing DAGs ...")
@@ -333,9 +408,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="run one Great Expectations checkpoint")
     p.add_argument("suite", choices=["raw_prices", "features_daily"])
     p.set_defaults(func=cmd_validate)
-    sub.add_parser("train", help="train, log to MLflow, register, gate promotion").set_defaults(
-        func=cmd_train
-    )
+    p = sub.add_parser("train", help="walk-forward the model zoo, log, register, gate promotion")
+    p.add_argument("--config", help="model config YAML (default ml/config/models.yaml)")
+    p.set_defaults(func=cmd_train)
+    p = sub.add_parser("walk-forward", help="walk-forward metrics of the models, nothing logged")
+    p.add_argument("--config", help="model config YAML (default ml/config/models.yaml)")
+    p.add_argument("--models", help="comma-separated model names (default all)")
+    p.set_defaults(func=cmd_walk_forward)
+    p = sub.add_parser("tune", help="grid or Optuna TPE search of one model's config")
+    p.add_argument("search", help="search YAML (model, method, trials, space/grid)")
+    p.add_argument("--config", help="model config YAML (default ml/config/models.yaml)")
+    p.add_argument("--output", help="where to write the best config YAML")
+    p.set_defaults(func=cmd_tune)
     p = sub.add_parser("score", help="champion scores the latest date into signals")
     p.add_argument("--as-of", type=_date)
     p.set_defaults(func=cmd_score)

@@ -171,6 +171,7 @@ def load_frame(
     """Features joined to the label, one row per (symbol, date) with every value known."""
     frame, features = load_panel(database_url, features, [label] if with_label else [])
     frame = frame.dropna(subset=list(features) + ([label] if with_label else []))
+    frame = frame[frame["in_universe"]].drop(columns=["in_universe"])
     return frame.sort_values(["trade_date", "symbol"]).reset_index(drop=True)
 
 
@@ -212,13 +213,17 @@ class RobustZScore(Processor):
 
 
 class CSRankNorm(Processor):
-    """Each day's cross-sectional rank of every feature, mapped to [-1.73, 1.73] (unit variance)."""
+    """Each day's cross-sectional rank of every feature, centred and scaled to about unit variance."""
 
     def transform(self, X: np.ndarray, dates: np.ndarray) -> np.ndarray:  # noqa: N803
         frame = pd.DataFrame(X)
-        ranked = frame.groupby(pd.Series(dates), sort=False).rank(pct=True)
-        counts = frame.groupby(pd.Series(dates), sort=False)[0].transform("size").to_numpy()
-        out = (ranked.to_numpy() - 0.5) * 3.46
+        groups = frame.groupby(pd.Series(dates), sort=False)
+        ranked = groups.rank().to_numpy()
+        present = groups.transform("count").to_numpy()
+        counts = groups[0].transform("size").to_numpy()
+        # Centred: n names map to (i - 0.5) / n - 0.5, symmetric around 0 (missing stay NaN).
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out = ((ranked - 0.5) / present - 0.5) * 3.46
         # A lone symbol on a day has no cross-section: it sits at the middle.
         out[counts <= 1] = 0.0
         return out.astype(np.float32)

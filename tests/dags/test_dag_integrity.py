@@ -72,7 +72,7 @@ def test_chain_is_linked_by_assets(dagbag):
     assert outlets("marketflow_ingest") == {assets.RAW_PRICES.name}
     assert inlets("marketflow_features") == {assets.RAW_PRICES.name}
     assert outlets("marketflow_features") == {assets.FEATURES.name}
-    assert inlets("marketflow_training") == {assets.FEATURES.name}
+    assert inlets("marketflow_training") == {assets.FEATURES.name, assets.RETRAIN_REQUEST.name}
     assert outlets("marketflow_training") == {assets.MODEL.name}
     assert inlets("marketflow_scoring") == {assets.MODEL.name}
     assert outlets("marketflow_scoring") == {assets.SIGNALS.name}
@@ -124,3 +124,14 @@ def test_parsing_dags_imports_nothing_heavy(airflow_db):
     assert proc.returncode == 0, proc.stderr[-2000:]
     line = [ln for ln in proc.stdout.splitlines() if ln.startswith("HEAVY=")][-1]
     assert line == "HEAVY=", f"heavy modules imported at parse time: {line}"
+
+
+def test_training_runs_on_new_features_a_retrain_request_or_weekly(dagbag):
+    dag = dagbag.get_dag("marketflow_training")
+    timetable = dag.timetable
+    assert type(timetable).__name__ == "AssetOrTimeSchedule"
+    assert type(timetable.timetable).__name__ == "CronTriggerTimetable"
+    assert timetable.timetable.expression == "0 6 * * 1"  # Monday 06:00 UTC
+    train = dag.get_task("train_and_register")
+    assert dag.get_task("check_data") in train.upstream_list
+    assert (train.queue, train.pool) == ("default", "default_pool")  # env picks gpu on Celery

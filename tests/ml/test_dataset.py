@@ -1,4 +1,5 @@
-"""ml/dataset.py: label horizons, the walk-forward split's gap, and reading the marts."""
+"""ml/dataset.py: labels and horizons, feature discovery, processors fitted on train only,
+the purge of labels realised late, and sequence windows that index into one tensor."""
 
 from __future__ import annotations
 
@@ -6,26 +7,26 @@ from collections.abc import Callable
 from datetime import date
 
 import numpy as np
-import pandas as pd
 import psycopg2
 import pytest
+import torch
 
-from ml.dataset import FEATURES, label_horizon, load_frame, read_sql, time_split
-
-SYMBOLS = ["AAA", "BBB", "CCC"]
-
-
-def make_frame(n_dates: int, label: str = "fwd_ret_5d", seed: int = 0) -> pd.DataFrame:
-    """Random features and label for SYMBOLS on `n_dates` business days, rows in random order."""
-    rng = np.random.default_rng(seed)
-    dates = pd.bdate_range("2020-01-01", periods=n_dates).date
-    index = pd.MultiIndex.from_product([dates, SYMBOLS], names=["trade_date", "symbol"])
-    frame = pd.DataFrame(
-        rng.normal(size=(len(index), len(FEATURES))), columns=FEATURES, index=index
-    )
-    frame[label] = rng.normal(0, 0.02, len(index))
-    return frame.reset_index().sample(frac=1.0, random_state=seed).reset_index(drop=True)
-
+from ml.dataset import (
+    FEATURES,
+    CSRankNorm,
+    FillNA,
+    Panel,
+    RobustZScore,
+    SequenceWindows,
+    collate_batch,
+    discover_features,
+    fit_transform,
+    label_horizon,
+    load_frame,
+    load_panel,
+    read_sql,
+    time_split,
+)
 
 # --- label_horizon -------------------------------------------------------------------------
 
@@ -46,77 +47,8 @@ def test_label_horizon_rejects_names_without_a_horizon(label: str) -> None:
         label_horizon(label)
 
 
-# --- time_split ----------------------------------------------------------------------------
+# --- marts ---------------------------------------------------------------------------
 
-
-@pytest.mark.parametrize(
-    ("label", "gap_days", "test_fraction", "expected_gap"),
-    [
-        ("fwd_ret_5d", None, 0.2, 5),
-        ("fwd_ret_5d", 8, 0.2, 8),
-        ("fwd_ret_1d", None, 0.3, 1),
-        ("fwd_ret_20d", None, 0.25, 20),
-    ],
-)
-def test_time_split_leaves_the_gap_between_train_and_test(
-    label: str, gap_days: int | None, test_fraction: float, expected_gap: int
-) -> None:
-    frame = make_frame(200, label)
-    dataset = time_split(frame, label, test_fraction=test_fraction, gap_days=gap_days)
-
-    train, test = dataset.segments["train"], dataset.segments["test"]
-    dates = sorted(frame["trade_date"].unique())
-    train_end, test_start = train["trade_date"].max(), test["trade_date"].min()
-    assert train_end < test_start  # so every train date is before every test date
-    between = [d for d in dates if train_end < d < test_start]
-    assert len(between) == expected_gap >= label_horizon(label)
-    # The last training label is realised `horizon` trading dates after train_end: before the test.
-    assert dates[dates.index(train_end) + label_horizon(label)] < test_start
-
-    assert test["trade_date"].nunique() == int(len(dates) * test_fraction)
-    assert dataset.window("test") == (test_start, dates[-1])
-    assert dataset.window("train") == (dates[0], train_end)
-    # Every row on a train (test) date is in train (test); only the gap's rows are left out.
-    assert len(train) == (frame["trade_date"] <= train_end).sum()
-    assert len(test) == (frame["trade_date"] >= test_start).sum()
-    assert len(train) + len(test) + len(between) * len(SYMBOLS) == len(frame)
-
-
-def test_time_split_exposes_features_and_label_per_segment() -> None:
-    frame = make_frame(100)
-    dataset = time_split(frame, "fwd_ret_5d")
-
-    assert list(dataset.X("train").columns) == FEATURES
-    assert dataset.y("test").name == "fwd_ret_5d"
-    assert len(dataset.X("test")) == len(dataset.y("test")) == len(dataset.segments["test"])
-    assert "fwd_ret_5d" not in dataset.X("train").columns
-
-
-@pytest.mark.parametrize("gap_days", [0, 4])
-def test_time_split_refuses_a_gap_shorter_than_the_label_horizon(gap_days: int) -> None:
-    with pytest.raises(
-        ValueError, match=rf"gap of {gap_days} days is shorter than the label horizon \(5\)"
-    ):
-        time_split(make_frame(200), "fwd_ret_5d", gap_days=gap_days)
-
-
-def test_time_split_needs_twenty_train_dates_after_the_gap() -> None:
-    # 31 dates, 20 % test: 6 test dates, 5 gap dates, 20 train dates: just enough.
-    dataset = time_split(make_frame(31), "fwd_ret_5d", test_fraction=0.2)
-    assert dataset.segments["train"]["trade_date"].nunique() == 20
-
-    # 30 dates would leave 19 train dates.
-    with pytest.raises(ValueError, match="only 30 dates: too few to train with a 5-day gap"):
-        time_split(make_frame(30), "fwd_ret_5d", test_fraction=0.2)
-
-
-def test_time_split_rejects_an_unknown_label_horizon() -> None:
-    frame = make_frame(100).rename(columns={"fwd_ret_5d": "next_week"})
-    with pytest.raises(ValueError, match="cannot tell the horizon"):
-        time_split(frame, "next_week")
-
-
-# --- load_frame / read_sql against hand-made marts -----------------------------------------
 
 D1, D2, D3 = date(2024, 1, 2), date(2024, 1, 3), date(2024, 1, 4)
 
@@ -187,3 +119,128 @@ def test_read_sql_passes_arguments_and_converts_numerics(marts_url: str) -> None
     assert frame["symbol"].tolist() == ["BBB", "BBB"]
     assert frame["trade_date"].tolist() == [D1, D2]
     assert frame["fwd_ret_5d"].dtype == np.float64
+
+
+def test_features_are_discovered_from_the_table_minus_keys_and_bookkeeping(
+    marts_url: str,
+) -> None:
+    with psycopg2.connect(marts_url) as conn, conn.cursor() as cur:
+        cur.execute(
+            "alter table marts.features_daily add column adj_close double precision,"
+            " add column history_days bigint, add column sector text,"
+            " add column mom_60d double precision"
+        )
+    conn.close()
+
+    assert discover_features(marts_url) == [*FEATURES, "mom_60d"]
+
+
+def test_label_catalog_and_universe_are_used_when_they_exist(marts_url: str) -> None:
+    with psycopg2.connect(marts_url) as conn, conn.cursor() as cur:
+        cur.execute(
+            "create table marts.label_catalog (label text, horizon_days int, description text)"
+        )
+        cur.execute("insert into marts.label_catalog values ('fwd_ret_5d', 7, 'seven days')")
+        cur.execute(
+            "create table marts.universe_daily"
+            " (symbol text, trade_date date, in_universe boolean, reason text)"
+        )
+        cur.execute(
+            "insert into marts.universe_daily values (%s, %s, true, null), (%s, %s, false, 'x')",
+            ("AAA", D2, "BBB", D2),
+        )
+    conn.close()
+
+    assert label_horizon("fwd_ret_5d", marts_url) == 7
+    assert label_horizon("fwd_ret_1d", marts_url) == 1  # not in the catalog: from the name
+    frame, _ = load_panel(marts_url, FEATURES, ["fwd_ret_5d"])
+    flagged = frame.set_index(["symbol", "trade_date"])["in_universe"]
+    assert flagged[("AAA", D2)] and not flagged[("BBB", D2)] and not flagged[("AAA", D1)]
+    assert list(
+        zip(*[load_frame(marts_url)[c] for c in ("symbol", "trade_date")], strict=True)
+    ) == [("AAA", D2)]
+
+
+# --- processors: statistics of the training rows only ---------------------------------------
+
+
+def test_robust_zscore_uses_the_fitted_rows_only_and_clips() -> None:
+    X = np.array([[1.0], [2.0], [3.0], [1000.0]], dtype=np.float32)  # noqa: N806
+    dates = np.array([D1, D1, D2, D2])
+
+    out = fit_transform([RobustZScore(clip=3.0)], X, dates, fit_rows=np.array([0, 1, 2]))
+
+    # median 2, MAD 1 -> scale 1.4826, from the first three rows; the outlier is clipped.
+    assert out[:3, 0] == pytest.approx([-1 / 1.4826, 0.0, 1 / 1.4826], rel=1e-5)
+    assert out[3, 0] == 3.0
+
+
+def test_cross_sectional_rank_is_per_day_and_fill_replaces_missing() -> None:
+    X = np.array([[5.0], [1.0], [3.0], [np.nan], [7.0]], dtype=np.float32)  # noqa: N806
+    dates = np.array([D1, D1, D1, D2, D3])
+
+    ranked = CSRankNorm().transform(X, dates)
+    filled = FillNA().transform(ranked, dates)
+
+    assert ranked[:3, 0] == pytest.approx([3.46 / 3, -3.46 / 3, 0.0], abs=1e-5)
+    assert filled[3, 0] == 0.0 and filled[4, 0] == 0.0  # missing, and a lone symbol on D3
+
+
+def test_processors_of_time_split_never_see_test_rows(synthetic_panel) -> None:
+    panel = synthetic_panel()
+    panel.raw[:, 2] += np.where(panel.dates >= panel.calendar[-50], 1e6, 0).astype(np.float32)
+
+    dataset = time_split(panel, test_fraction=0.2)
+
+    zscore = dataset.processors[0]
+    assert isinstance(zscore, RobustZScore)
+    assert zscore.median is not None and zscore.median[2] < 100  # the shifted test rows unseen
+    assert dataset.X("test")[:, 2].max() == zscore.clip
+
+
+# --- purge: a label realised after the next segment starts never trains ---------------------
+
+
+def test_samples_purge_rows_whose_label_is_realised_late(synthetic_panel) -> None:
+    frame = synthetic_panel().frame
+    # CCC misses ten days before the cut: its 5-row label reaches 15 trading dates ahead.
+    dates = sorted(frame["trade_date"].unique())
+    cut = dates[200]
+    missing = (frame["symbol"] == "CCC") & frame["trade_date"].isin(dates[190:200])
+    panel = Panel(frame[~missing], ["f_signal", "f_noise", "f_scale"], "fwd_ret_5d", 5)
+
+    rows = panel.samples(dates[0], dates[200 - 5 - 1], 1, before=cut)
+
+    kept = panel.frame.iloc[rows]
+    assert (panel.label_end[rows] < cut).all()
+    assert kept[kept["symbol"] == "AAA"]["trade_date"].max() == dates[194]
+    # CCC's last kept row is 5 of *its* rows before the cut, i.e. before the hole.
+    assert kept[kept["symbol"] == "CCC"]["trade_date"].max() == dates[184]
+
+
+# --- sequence windows ---------------------------------------------------------------------
+
+
+def test_windows_are_views_into_one_tensor_and_batch_through_a_dataloader(
+    synthetic_panel,
+) -> None:
+    panel = synthetic_panel(n_days=40, symbols=("AAA", "BBB"))
+    X = torch.as_tensor(panel.raw)  # noqa: N806
+    y = torch.as_tensor(panel.frame[["fwd_ret_5d"]].to_numpy(np.float32))
+    rows = np.flatnonzero(panel.position() >= 9)
+    windows = SequenceWindows(X, y, rows, lookback=10)
+
+    x0, y0 = windows[0]
+    assert x0.shape == (10, 3)
+    assert x0.untyped_storage().data_ptr() == X.untyped_storage().data_ptr()  # a view, no copy
+    assert torch.equal(x0, X[rows[0] - 9 : rows[0] + 1]) and torch.equal(y0, y[rows[0]])
+
+    loader = torch.utils.data.DataLoader(windows, batch_size=16, collate_fn=collate_batch)
+    batches = list(loader)
+    assert sum(len(b[1]) for b in batches) == len(rows)
+    xb, yb = batches[1]
+    assert xb.shape == (16, 10, 3)
+    for i, row in enumerate(rows[16:32]):
+        assert torch.equal(xb[i], X[row - 9 : row + 1])
+        # Every window stays inside its symbol.
+        assert panel.seq_start[row - 9] == panel.seq_start[row]

@@ -9,7 +9,8 @@ import psycopg2
 import pytest
 
 from marketflow.settings import Settings
-from ml.dataset import FEATURES, load_frame
+from ml.dataset import FEATURES, load_frame, load_panel
+from ml.inference import load_champion, score_rows
 from ml.scoring import NoChampionError, score_latest, to_signals
 from ml.tracking import CHAMPION
 from ml.train import train
@@ -64,17 +65,14 @@ def published(database_url: str, model_name: str) -> pd.DataFrame:
 
 
 def test_champion_scores_the_latest_date_and_a_rerun_upserts(
-    market_url: str, market_symbols: list[str], ml_settings: Settings, mlflow_client
+    market_url: str, market_symbols: list[str], ml_settings: Settings, mlflow_client, tiny_config
 ) -> None:
-    import mlflow
-
-    trained = train(market_url)
+    trained = train(market_url, config_path=tiny_config())
     champion = mlflow_client.get_model_version_by_alias(ml_settings.model_name, CHAMPION)
 
     result = score_latest(market_url)  # settings come from the environment, as in the DAG
 
-    features = load_frame(market_url, FEATURES, with_label=False)
-    latest = features["trade_date"].max()
+    latest = load_frame(market_url, FEATURES, with_label=False)["trade_date"].max()
     rows = published(market_url, ml_settings.model_name)
     assert (result.trade_date, result.rows) == (latest, len(market_symbols))
     assert (result.model_name, result.model_version) == (ml_settings.model_name, trained.version)
@@ -87,10 +85,13 @@ def test_champion_scores_the_latest_date_and_a_rerun_upserts(
     assert set(rows["model_version"]) == {str(champion.version)}
     assert set(rows["mlflow_run_id"]) == {champion.run_id}
 
-    # The scores are the champion's predictions for that day's features.
-    model = mlflow.pyfunc.load_model(f"models:/{ml_settings.model_name}@{CHAMPION}")
-    today = features[features["trade_date"] == latest].set_index("symbol")
-    expected = pd.Series(model.predict(today[FEATURES]), index=today.index)
+    # The scores are the champion's predictions on each symbol's last `lookback` days, read
+    # through the inference contract the API uses too.
+    loaded = load_champion(ml_settings)
+    assert loaded is not None and loaded.lookback == int(champion.tags["lookback"])
+    frame, _ = load_panel(market_url, loaded.features, [])
+    frame = frame.groupby("symbol").tail(loaded.lookback)
+    expected = score_rows(loaded, frame, latest).set_index("symbol")["score"]
     assert rows.set_index("symbol")["score"].to_dict() == pytest.approx(expected.to_dict())
 
     again = score_latest(market_url)
@@ -101,9 +102,9 @@ def test_champion_scores_the_latest_date_and_a_rerun_upserts(
 
 
 def test_as_of_scores_the_last_date_on_or_before_it(
-    market_url: str, market_symbols: list[str], ml_settings: Settings
+    market_url: str, market_symbols: list[str], ml_settings: Settings, tiny_config
 ) -> None:
-    train(market_url, ml_settings)
+    train(market_url, ml_settings, tiny_config())
 
     result = score_latest(market_url, ml_settings, as_of=date(2011, 7, 3))  # a Sunday
 
@@ -123,9 +124,9 @@ def test_scoring_without_a_registered_model_says_to_train_first(
 
 
 def test_scoring_a_model_whose_champion_alias_was_removed_says_to_train_first(
-    market_url: str, ml_settings: Settings, mlflow_client
+    market_url: str, ml_settings: Settings, mlflow_client, tiny_config
 ) -> None:
-    train(market_url, ml_settings)
+    train(market_url, ml_settings, tiny_config())
     mlflow_client.delete_registered_model_alias(ml_settings.model_name, CHAMPION)
 
     with pytest.raises(NoChampionError, match="has no @champion yet: run training first"):

@@ -1,4 +1,5 @@
-"""ml/train.py end to end: sample prices through dbt, real MLflow (PostgreSQL store), real models.
+"""ml/train.py end to end: sample prices through dbt, real MLflow (PostgreSQL store), real models,
+walk-forward, registry tags, the promotion gate, the leakage guard and honesty checks.
 
 Every training test has a registered model and an experiment of its own (`ml_settings`), so the
 registry state one test sees is the state its own training calls left.
@@ -12,106 +13,123 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import psycopg2
 import pytest
-import yaml
 
 from marketflow.settings import Settings
-from ml.dataset import FEATURES, Dataset, label_horizon, load_frame, time_split
-from ml.metrics import signal_metrics
-from ml.models import build_model
+from ml.dataset import FEATURES, Panel, discover_features, load_panel
+from ml.leakage import LeakageError
 from ml.tracking import CHALLENGER, CHAMPION
-from ml.train import DEFAULT_CONFIG, train
+from ml.train import TAG_METRICS, load_config, prepare, sanity_failures, train
+from ml.walk_forward import WalkForwardResult, run_walk_forward
+from tests.ml.conftest import TINY_CONFIG
 
-GATE_METRICS = ("ic", "rank_ic", "mae", "rmse", "directional_accuracy")
-CONFIG = yaml.safe_load(DEFAULT_CONFIG.read_text())
-LABEL = CONFIG["label"]
+CONTRACT_TAGS = ("model", "label", "label_horizon", "lookback", "features", "train_start",
+                 "train_end", "test_start", "test_end")  # fmt: skip
+CONTRACT_METRICS = ("ic", "rank_ic", "icir", "directional_accuracy", "mae", "rmse", "sharpe",
+                    "annual_return", "max_drawdown", "benchmark_sharpe")  # fmt: skip
 
 
-def test_first_training_registers_version_1_as_champion_and_challenger(
-    market_url: str, ml_settings: Settings, mlflow_client, tmp_path: Path
+def test_first_training_walks_forward_registers_with_tags_and_becomes_champion(
+    market_url: str, ml_settings: Settings, mlflow_client, tiny_config, tmp_path: Path
 ) -> None:
-    result = train(market_url)  # settings come from the environment, as in the DAG
+    config_path = tiny_config()
+    result = train(market_url, config_path=config_path)  # settings from the environment
 
     name = ml_settings.model_name
     assert (result.model_name, result.version, result.champion_version) == (name, "1", "1")
-    assert result.promoted
-    assert result.reason == "no champion yet: challenger promoted"
+    assert result.promoted and result.reason == "no champion yet: challenger promoted"
     for alias in (CHAMPION, CHALLENGER):
         version = mlflow_client.get_model_version_by_alias(name, alias)
         assert (str(version.version), version.run_id) == ("1", result.run_id)
 
-    # The best candidate on the test window's IC is the one registered, with its metrics.
-    assert set(result.candidates) == set(CONFIG["models"])
-    assert result.best_model == max(result.candidates, key=lambda n: result.candidates[n]["ic"])
+    # The best candidate on walk-forward RankIC is the one registered, with its metrics.
+    assert set(result.candidates) == set(TINY_CONFIG["models"])
+    assert result.best_model == max(result.candidates,
+                                    key=lambda n: result.candidates[n]["rank_ic"])  # fmt: skip
     assert result.metrics == result.candidates[result.best_model]
-    assert mlflow_client.get_model_version(name, "1").tags["model"] == result.best_model
+    for metric in CONTRACT_METRICS:
+        assert math.isfinite(result.metrics[metric]), metric
+    assert -1 <= result.metrics["rank_ic"] <= 1 and 0 <= result.metrics["directional_accuracy"] <= 1
 
-    run = mlflow_client.get_run(result.run_id)
-    assert (
-        run.info.experiment_id
-        == mlflow_client.get_experiment_by_name(ml_settings.mlflow_experiment).experiment_id
-    )
-    for key in GATE_METRICS:
-        assert math.isfinite(run.data.metrics[key])
-        assert run.data.metrics[key] == pytest.approx(result.metrics[key])
-    assert -1.0 <= run.data.metrics["ic"] <= 1.0
-    assert 0.0 <= run.data.metrics["directional_accuracy"] <= 1.0
+    tags = mlflow_client.get_model_version(name, "1").tags
+    assert set(CONTRACT_TAGS) <= set(tags)
+    assert tags["model"] == result.best_model and tags["label"] == "fwd_ret_5d"
+    assert tags["label_horizon"] == "5"
+    # Discovered from marts.features_daily: every numeric column but keys and bookkeeping.
+    assert tags["features"].split(",") == discover_features(market_url)
+    assert set(FEATURES) <= set(tags["features"].split(","))
+    assert int(tags["lookback"]) == (5 if result.best_model == "lstm_attention" else 1)
+    for metric in CONTRACT_METRICS:
+        assert float(tags[f"metric.{metric}"]) == pytest.approx(result.metrics[metric], rel=1e-5)
+    assert set(f"metric.{m}" for m in TAG_METRICS if m in result.metrics) <= set(tags)
 
-    # The logged window respects the gap: `horizon` trading dates between train and test.
-    params = run.data.params
-    horizon = label_horizon(params["label"])
-    assert int(params["label_horizon"]) == horizon == 5
-    dates = sorted(load_frame(market_url)["trade_date"].unique())
-    train_end = date.fromisoformat(params["train_end"])
-    test_start = date.fromisoformat(params["test_start"])
-    assert [params["train_start"], params["test_end"]] == [str(dates[0]), str(dates[-1])]
-    assert len([d for d in dates if train_end < d < test_start]) == horizon
-    assert dates[dates.index(train_end) + horizon] < test_start
+    # Walk-forward windows: the last fold's test ends on the last labelled date; the registered
+    # refit trains on everything up to a purge gap before its early-stopping window.
+    prepared = prepare(market_url, load_config(config_path))
+    folds = prepared.folds
+    assert (tags["test_start"], tags["test_end"]) == (str(folds[0].test_start),
+                                                      str(folds[-1].test_end))  # fmt: skip
+    cal = list(prepared.panel.calendar)
+    train_end = date.fromisoformat(tags["train_end"])
+    first = prepared.panel.samples(cal[0], train_end, prepared.min_history, None)
+    assert tags["train_start"] == str(prepared.panel.dates[first].min())
+    assert cal.index(train_end) == len(cal) - 60 - 5 - 1 or train_end < cal[len(cal) - 60 - 5]
 
+    # A child run per model, a grandchild per fold.
+    experiment = mlflow_client.get_run(result.run_id).info.experiment_id
     children = mlflow_client.search_runs(
-        [run.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{result.run_id}'"
+        [experiment], filter_string=f"tags.mlflow.parentRunId = '{result.run_id}'"
     )
-    assert {child.info.run_name for child in children} == set(CONFIG["models"])
+    assert {c.info.run_name for c in children} == set(TINY_CONFIG["models"])
     for child in children:
-        assert child.data.params["train_end"] == params["train_end"]
-        assert child.data.metrics["ic"] == pytest.approx(
-            result.candidates[child.info.run_name]["ic"]
+        assert child.data.metrics["rank_ic"] == pytest.approx(
+            result.candidates[child.info.run_name]["rank_ic"]
         )
+        folds_runs = mlflow_client.search_runs(
+            [experiment], filter_string=f"tags.mlflow.parentRunId = '{child.info.run_id}'"
+        )
+        assert sorted(r.info.run_name for r in folds_runs) == [
+            f"{child.info.run_name}_fold_{i}" for i in range(len(folds))
+        ]
 
-    assert "plots/ic.png" in [a.path for a in mlflow_client.list_artifacts(result.run_id, "plots")]
-    png = Path(mlflow_client.download_artifacts(result.run_id, "plots/ic.png", str(tmp_path)))
-    assert png.read_bytes().startswith(b"\x89PNG")
-    assert mlflow_client.list_artifacts(result.run_id, "config")[0].path == "config/models.yaml"
+    plots = [a.path for a in mlflow_client.list_artifacts(result.run_id, "plots")]
+    for plot in ("equity_curve", "drawdown", "ic"):
+        assert f"plots/{plot}.png" in plots
+        png = Path(mlflow_client.download_artifacts(result.run_id, f"plots/{plot}.png",
+                                                    str(tmp_path)))  # fmt: skip
+        assert png.read_bytes().startswith(b"\x89PNG")
+    assert mlflow_client.list_artifacts(result.run_id, "config")[0].path == "config/features.txt"
+    run = mlflow_client.get_run(result.run_id)
+    assert run.data.tags["promoted"] == "True"
+    assert run.data.metrics["benchmark_sharpe"] == pytest.approx(result.metrics["benchmark_sharpe"])
 
-
-def test_retraining_on_the_same_data_does_not_promote_an_equal_model(
-    market_url: str, ml_settings: Settings, mlflow_client
-) -> None:
+    # The registered model carries a signature, an input example and pinned requirements.
     import mlflow
 
-    first = train(market_url, ml_settings)
-    second = train(market_url, ml_settings)
+    info = mlflow.models.get_model_info(f"models:/{name}/1")
+    assert info.signature is not None
+    assert {c.name for c in info.signature.inputs.inputs} >= {"symbol", "trade_date", *FEATURES}
+    requirements = Path(mlflow_client.download_artifacts(result.run_id, "model/requirements.txt",
+                                                         str(tmp_path))).read_text()  # fmt: skip
+    assert "torch==" in requirements and "scikit-learn==" in requirements
 
-    # Same data, same seed: the same model, so the same IC.
-    assert second.best_model == first.best_model
-    assert second.metrics["ic"] == first.metrics["ic"]
-    # The gate re-scores the champion on the challenger's window and gets exactly that IC too:
-    # a tie, which must keep the champion.
-    dataset = time_split(
-        load_frame(market_url, FEATURES, LABEL), LABEL, float(CONFIG["test_fraction"])
-    )
-    champion = mlflow.pyfunc.load_model(f"models:/{ml_settings.model_name}@{CHAMPION}")
-    test = dataset.segments["test"]
-    rescored = test[["trade_date", "symbol"]].assign(
-        pred=champion.predict(dataset.X("test")), label=dataset.y("test")
-    )
-    assert signal_metrics(rescored)["ic"] == second.metrics["ic"]
 
-    assert second.version == "2"
-    assert not second.promoted
-    assert second.reason.endswith("champion kept")
-    assert f"<= champion v1 IC {first.metrics['ic']:.4f}" in second.reason
-    assert second.champion_version == "1"
+def test_retraining_the_same_config_reproduces_the_metrics_and_does_not_promote(
+    market_url: str, ml_settings: Settings, mlflow_client, tiny_config
+) -> None:
+    config_path = tiny_config()
+    first = train(market_url, ml_settings, config_path)
+    second = train(market_url, ml_settings, config_path)
+
+    # Same config and seed on CPU: identical metrics for every model.
+    assert second.candidates == first.candidates
+    assert second.version == "2" and not second.promoted
+    rank_ic = first.metrics["rank_ic"]
+    assert second.reason == (
+        f"challenger rank_ic {rank_ic:.4f} <= champion v1 rank_ic {rank_ic:.4f} (same folds):"
+        " champion kept"
+    )
     name = ml_settings.model_name
     assert str(mlflow_client.get_model_version_by_alias(name, CHAMPION).version) == "1"
     assert str(mlflow_client.get_model_version_by_alias(name, CHALLENGER).version) == "2"
@@ -119,50 +137,98 @@ def test_retraining_on_the_same_data_does_not_promote_an_equal_model(
     assert (tags["promoted"], tags["gate_reason"]) == ("False", second.reason)
 
 
+def test_on_other_folds_the_gate_reruns_the_champions_config_on_the_new_folds(
+    market_url: str, ml_settings: Settings, tiny_config
+) -> None:
+    ridge_only = {"ridge": TINY_CONFIG["models"]["ridge"]}
+    train(market_url, ml_settings, tiny_config(models=ridge_only))
+    walk = {**TINY_CONFIG["walk_forward"], "max_folds": 1}
+
+    second = train(market_url, ml_settings, tiny_config(models=ridge_only, walk_forward=walk))
+
+    # The same ridge on the (different) folds: the re-run champion ties, and is kept.
+    assert "(champion's config re-run on these folds): champion kept" in second.reason
+    assert not second.promoted
+
+
+def test_sanity_checks_reject_constant_nan_and_thin_scores() -> None:
+    days = pd.bdate_range("2020-01-01", periods=30).date
+    base = pd.DataFrame([(d, s) for d in days for s in "ABC"], columns=["trade_date", "symbol"])
+    rng = np.random.default_rng(0)
+
+    def result(pred: np.ndarray, eligible: int) -> WalkForwardResult:
+        return WalkForwardResult("m", base.assign(pred=pred), [], eligible_rows=eligible)
+
+    good = rng.normal(size=len(base))
+    assert sanity_failures(result(good, len(base)), 0.9) == []
+    assert sanity_failures(result(np.full(len(base), 0.1), len(base)), 0.9) == [
+        "scores are constant"
+    ]
+    with_nan = good.copy()
+    with_nan[:5] = np.nan
+    assert "5 non-finite scores" in sanity_failures(result(with_nan, len(base)), 0.9)
+    assert sanity_failures(result(good, 2 * len(base)), 0.9) == ["coverage 50.0% < 90%"]
+
+
+def test_a_feature_built_from_the_label_stops_training_with_a_clear_message(
+    market_url: str, ml_settings: Settings, mlflow_client, tiny_config
+) -> None:
+    with psycopg2.connect(market_url) as conn, conn.cursor() as cur:
+        cur.execute("alter table marts.features_daily add column peek_5d double precision")
+        cur.execute(
+            "update marts.features_daily f set peek_5d = l.fwd_ret_5d + 0.001 * random()"
+            " from marts.labels_daily l where l.symbol = f.symbol and l.trade_date = f.trade_date"
+        )
+    conn.close()
+    try:
+        with pytest.raises(
+            LeakageError, match=r"peek_5d \(Spearman \+(0\.9\d|1\.00)\).*training stopped"
+        ):
+            train(market_url, ml_settings, tiny_config())
+    finally:
+        with psycopg2.connect(market_url) as conn, conn.cursor() as cur:
+            cur.execute("alter table marts.features_daily drop column peek_5d")
+        conn.close()
+    # Nothing was trained or registered.
+    assert mlflow_client.search_registered_models(f"name = '{ml_settings.model_name}'") == []
+
+
 # --- honesty: no skill where there is none, and no implausible skill where there is little --
 
 
-def shuffle_labels_within_dates(frame: pd.DataFrame, label: str, seed: int) -> pd.DataFrame:
-    """The same rows, each date's labels dealt out again at random among its symbols."""
-    rng = np.random.default_rng(seed)
-    out = frame.copy()
-    out[label] = out.groupby("trade_date")[label].transform(lambda s: rng.permutation(s.to_numpy()))
-    return out
-
-
-def ic_on_test_window(model_spec: dict, dataset: Dataset) -> float:
-    model = build_model(model_spec, seed=int(CONFIG["seed"])).fit(dataset)
-    test = dataset.segments["test"]
-    scored = test[["trade_date", "symbol"]].assign(
-        pred=model.predict(dataset), label=dataset.y("test")
-    )
-    return signal_metrics(scored)["ic"]
-
-
-# One shuffle's IC on 4 names x ~250 test dates has a spread of about 0.03; the mean of 8 about 0.01.
-SHUFFLES = 8
-
-
-@pytest.mark.parametrize("model", list(CONFIG["models"]))
+@pytest.mark.parametrize("model", ["ridge", "xgboost"])
 def test_shuffled_labels_give_no_skill_and_real_labels_only_a_little(
     market_url: str, model: str
 ) -> None:
-    spec = CONFIG["models"][model]
-    frame = load_frame(market_url, FEATURES, LABEL)
+    spec = TINY_CONFIG["models"][model]
+    frame, features = load_panel(market_url, None, ["fwd_ret_5d", "fwd_ret_1d"])
+    config = load_config_dict()
+    prepared_folds = _folds(market_url)
 
-    real_ic = ic_on_test_window(spec, time_split(frame, LABEL, float(CONFIG["test_fraction"])))
-    # An IC of a few hundredths is what honest models of 5-day returns get; much more on four
-    # large caps means the features see the label (look-ahead) or train overlaps test.
-    assert math.isfinite(real_ic)
-    assert abs(real_ic) < 0.15
+    real = run_walk_forward(model, spec, Panel(frame, features, "fwd_ret_5d", 5), prepared_folds,
+                            seed=config["seed"], min_history=5)  # fmt: skip
+    # A RankIC of a few hundredths is what honest models of 5-day returns get; much more on
+    # four large caps means the features see the label or train overlaps test.
+    assert math.isfinite(real.metrics["rank_ic"]) and abs(real.metrics["rank_ic"]) < 0.15
 
-    # Labels dealt out at random within each date, in train and test alike: whatever the model
-    # learns cannot line up with the test labels, so the IC must average out near zero.
+    # Labels dealt out at random within each date: nothing the model learns can line up.
     shuffled_ics = []
-    for seed in range(SHUFFLES):
-        shuffled = shuffle_labels_within_dates(frame, LABEL, seed)
-        assert not np.allclose(shuffled[LABEL], frame[LABEL])
-        shuffled_ics.append(
-            ic_on_test_window(spec, time_split(shuffled, LABEL, float(CONFIG["test_fraction"])))
+    for seed in range(4):
+        rng = np.random.default_rng(seed)
+        shuffled = frame.copy()
+        shuffled["fwd_ret_5d"] = shuffled.groupby("trade_date")["fwd_ret_5d"].transform(
+            lambda s: rng.permutation(s.to_numpy())  # noqa: B023
         )
+        panel = Panel(shuffled, features, "fwd_ret_5d", 5)
+        result = run_walk_forward(model, spec, panel, prepared_folds, seed=7, min_history=5)
+        shuffled_ics.append(result.metrics["rank_ic"])
     assert abs(float(np.mean(shuffled_ics))) < 0.05, shuffled_ics
+
+
+def load_config_dict() -> dict:
+    return dict(TINY_CONFIG)
+
+
+def _folds(market_url: str) -> list:
+    config = {**TINY_CONFIG, "walk_forward": {**TINY_CONFIG["walk_forward"], "max_folds": 3}}
+    return prepare(market_url, config).folds
