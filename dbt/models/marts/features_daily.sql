@@ -6,6 +6,7 @@
         on_schema_change='fail',
         pre_hook=[
             "set local enable_nestloop = off",
+            "set local jit = off",
         ],
     )
 }}
@@ -18,7 +19,8 @@
     Each family of windows is computed from a narrow `bars` CTE and joined back on the key:
     window frames re-read their input rows, so narrow inputs keep them fast. The planner
     cannot estimate those joins (it guesses one row) and would nest loops over them, hence
-    enable_nestloop = off for this model's transaction.
+    enable_nestloop = off for this model's transaction. JIT is off too: compiling this
+    query's ~1,000 expressions costs 10-15 s, far more than running them.
 
     Incremental runs rebuild every row from the first new or corrected day on (see
     macros/incremental_first_date.sql), reading `feature_lookback_rows` earlier rows of each
