@@ -151,3 +151,6 @@ create table if not exists monitoring.retrain_requests (
     reasons      jsonb not null,
     requested_at timestamptz not null default now()
 );
+-- The API's per-symbol history (GET /api/v1/signals/{symbol}); the key leads with the date.
+create index if not exists daily_signals_symbol_idx
+    on signals.daily_signals (symbol, model_name, trade_date desc);
