@@ -109,6 +109,14 @@ def render(info: dict[str, Any], settings: Settings | None = None, urls: bool = 
             f"{m.get('rank_ic', float('nan')):.4f}, direction {m.get('directional_accuracy', float('nan')):.1%}, "
             f"MAE {m.get('mae', float('nan')):.4f}, RMSE {m.get('rmse', float('nan')):.4f}"
         )
+        if "sharpe" in m:
+            lines.append(
+                f"walk-forward        top-k Sharpe {m['sharpe']:.2f} "
+                f"[{m.get('sharpe_ci_low', float('nan')):.2f}, "
+                f"{m.get('sharpe_ci_high', float('nan')):.2f}], max drawdown "
+                f"{m.get('max_drawdown', float('nan')):.1%}; equal-weight benchmark Sharpe "
+                f"{m.get('benchmark_sharpe', float('nan')):.2f}"
+            )
     elif champ:
         lines.append(f"champion            unavailable: {champ['error']}")
     else:
