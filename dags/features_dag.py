@@ -1,6 +1,10 @@
-"""raw.prices -> Great Expectations on raw -> dbt (one Cosmos task per model and test)
--> Great Expectations on the marts -> FEATURES asset. A failed checkpoint stops the run
-before anything downstream can read bad data."""
+"""raw.prices -> Great Expectations on raw -> dbt (one Cosmos task per model, seed and test)
+-> Great Expectations on labels_daily and universe_daily, and the dbt docs (the analysts'
+feature catalogue) -> Great Expectations on features_daily -> FEATURES asset.
+
+A failed checkpoint fails its task; every task after it is upstream_failed and FEATURES is
+not emitted, so nothing downstream reads bad data. Each checkpoint writes its Data Docs HTML
+to $MARKETFLOW_DATA_DIR/reports/data_docs/<suite>/index.html."""
 
 import sys
 from datetime import timedelta
@@ -9,13 +13,13 @@ from pathlib import Path
 from airflow.sdk import dag, task
 from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
 from cosmos.constants import InvocationMode, LoadMode, TestBehavior
-from marketflow.dbt import dbt_env
+from marketflow.dbt import dbt_env, target_path
 
 from dags.assets import FEATURES, RAW_PRICES
 from dags.common import DEFAULT_ARGS, START_DATE, database_url
 
 DBT_DIR = Path(__file__).resolve().parent.parent / "dbt"
-MANIFEST = DBT_DIR / "target" / "manifest.json"
+MANIFEST = target_path() / "manifest.json"
 
 
 @dag(
@@ -57,13 +61,35 @@ def marketflow_features():
         operator_args={"install_deps": False, "retries": 1},
     )
 
+    @task(retries=0)
+    def validate_labels() -> dict:
+        from expectations.checkpoint import validate_or_raise
+
+        return validate_or_raise(database_url(), "labels_daily").as_dict()
+
+    @task(retries=0)
+    def validate_universe() -> dict:
+        from expectations.checkpoint import validate_or_raise
+
+        return validate_or_raise(database_url(), "universe_daily").as_dict()
+
+    @task
+    def generate_docs() -> str:
+        """`dbt docs generate`: the column catalogue analysts read (`dbt docs serve`)."""
+        from marketflow.dbt import docs_generate
+
+        docs_generate(database_url())
+        return str(target_path() / "index.html")
+
     @task(outlets=[FEATURES], retries=0, execution_timeout=timedelta(minutes=30))
     def validate_features() -> dict:
         from expectations.checkpoint import validate_or_raise
 
         return validate_or_raise(database_url(), "features_daily").as_dict()
 
-    validate_raw_prices() >> dbt_models >> validate_features()
+    checks = [validate_labels(), validate_universe(), generate_docs()]
+    validate_raw_prices() >> dbt_models >> checks
+    checks >> validate_features()
 
 
 dag = marketflow_features()

@@ -1,8 +1,12 @@
 """Run a suite against its table through a Great Expectations checkpoint and record the outcome.
 
-Each run builds an ephemeral GX context (nothing is written to disk), a Postgres data source,
+Each run builds an ephemeral GX context (no GX project on disk), a Postgres data source,
 a whole-table batch, a validation definition and a checkpoint, runs it, disposes of the
 SQLAlchemy engines it opened, and writes one row to `monitoring.validation_runs`.
+
+The checkpoint's UpdateDataDocsAction renders the run as Data Docs HTML into
+`<docs_dir>/<suite>/index.html` (default docs_dir: `$MARKETFLOW_DATA_DIR/reports/data_docs`),
+one site per suite so each always shows its latest validation, passed or failed.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import psycopg2
@@ -38,6 +43,8 @@ class ValidationSummary:
     failed_expectations: list[dict[str, Any]] = field(default_factory=list)
     # Id of the `monitoring.validation_runs` row that records this run.
     validation_run_id: int | None = None
+    # The Data Docs page of this run's site (index.html), when it was written.
+    data_docs: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """A small JSON-safe dict (what an Airflow task returns to XCom)."""
@@ -48,6 +55,7 @@ class ValidationSummary:
             "evaluated": self.evaluated,
             "failed": self.failed,
             "validation_run_id": self.validation_run_id,
+            "data_docs": self.data_docs,
         }
 
     def describe(self) -> str:
@@ -67,18 +75,29 @@ class ValidationFailed(RuntimeError):
         self.summary = summary
 
 
-def run_checkpoint(database_url: str, suite: str) -> ValidationSummary:
+def default_docs_dir() -> Path:
+    """Where Data Docs go unless the caller says otherwise: reports/data_docs in the data dir."""
+    from marketflow.settings import get_settings
+
+    return get_settings().reports_dir / "data_docs"
+
+
+def run_checkpoint(
+    database_url: str, suite: str, docs_dir: Path | None = None
+) -> ValidationSummary:
     """Validate the table behind `suite`, record the run and return its summary.
 
     Bad data gives `success=False`; a missing table or an unreachable database raises.
+    Data Docs for the run are written to `docs_dir/<suite>/` (see the module docstring).
     """
     if suite not in SUITES:
         raise ValueError(f"unknown suite {suite!r}; known suites: {', '.join(sorted(SUITES))}")
     schema, table, build_suite = SUITES[suite]
     data_asset = f"{schema}.{table}"
+    site_dir = (docs_dir or default_docs_dir()) / suite
 
     started = time.perf_counter()
-    result = _run_gx_checkpoint(database_url, suite, schema, table, build_suite)
+    result = _run_gx_checkpoint(database_url, suite, schema, table, build_suite, site_dir)
     statistics = result.statistics
     failures = [_failure(r) for r in result.results if not r.success]
     summary = ValidationSummary(
@@ -88,6 +107,7 @@ def run_checkpoint(database_url: str, suite: str) -> ValidationSummary:
         evaluated=int(statistics["evaluated_expectations"]),
         failed=int(statistics["unsuccessful_expectations"]),
         failed_expectations=failures,
+        data_docs=str(site_dir / "index.html") if (site_dir / "index.html").exists() else None,
     )
     summary = _record(database_url, summary)
 
@@ -97,16 +117,23 @@ def run_checkpoint(database_url: str, suite: str) -> ValidationSummary:
     return summary
 
 
-def validate_or_raise(database_url: str, suite: str) -> ValidationSummary:
+def validate_or_raise(
+    database_url: str, suite: str, docs_dir: Path | None = None
+) -> ValidationSummary:
     """`run_checkpoint`, raising `ValidationFailed` when any expectation fails."""
-    summary = run_checkpoint(database_url, suite)
+    summary = run_checkpoint(database_url, suite, docs_dir)
     if not summary.success:
         raise ValidationFailed(summary)
     return summary
 
 
 def _run_gx_checkpoint(
-    database_url: str, suite_name: str, schema: str, table: str, build_suite: Callable[[], Any]
+    database_url: str,
+    suite_name: str,
+    schema: str,
+    table: str,
+    build_suite: Callable[[], Any],
+    site_dir: Path,
 ) -> Any:
     """Run the checkpoint; returns GX's ExpectationSuiteValidationResult."""
     gx = load_gx()
@@ -124,6 +151,18 @@ def _run_gx_checkpoint(
             progress_bars=ProgressBarsConfig(globally=False),
             analytics_enabled=False,
         ),
+    )
+    site_dir.mkdir(parents=True, exist_ok=True)
+    context.add_data_docs_site(
+        site_name=suite_name,
+        site_config={
+            "class_name": "SiteBuilder",
+            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+            "store_backend": {
+                "class_name": "TupleFilesystemStoreBackend",
+                "base_directory": str(site_dir),
+            },
+        },
     )
     datasource = context.data_sources.add_postgres(
         name="marketflow",
@@ -145,6 +184,11 @@ def _run_gx_checkpoint(
             gx.Checkpoint(
                 name=f"{suite_name}_checkpoint",
                 validation_definitions=[validation],
+                actions=[
+                    gx.checkpoint.UpdateDataDocsAction(
+                        name="update_data_docs", site_names=[suite_name]
+                    )
+                ],
                 result_format={
                     "result_format": "SUMMARY",
                     "partial_unexpected_count": EXAMPLE_ROWS,
@@ -168,7 +212,12 @@ def _failure(result: Any) -> dict[str, Any]:
         {
             "expectation": config.type,
             "column": _column_label(kwargs),
-            "expected": {k: v for k, v in kwargs.items() if k not in _DOMAIN_KWARGS},
+            # A SQL check is named by its description; its query is in the suite (and Data Docs).
+            "expected": (
+                {"check": config.description}
+                if "unexpected_rows_query" in kwargs
+                else {k: v for k, v in kwargs.items() if k not in _DOMAIN_KWARGS}
+            ),
             "observed": _observed(result),
         }
     )

@@ -1,12 +1,21 @@
 """Expectation suites, defined in code: one function per suite, each returning a fresh suite.
 
 `SUITES` maps a suite's name to the table it gates and the function that builds it.
+
+The feature suite is driven by the dbt feature catalogue (dbt/models/marts/_marts__models.yml):
+every column whose `meta.feature` is true gets its documented value range and a NULL-share
+limit once its window is full (`meta.first_history_days`), so a new feature is gated as soon
+as it is documented. Cross-table checks (dates beyond raw.prices, rows per day against
+features_daily) are SQL `UnexpectedRowsExpectation`s over the batch. GX substitutes `{batch}`
+with an aliased subquery unless the query has a JOIN, where the query must alias it itself.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from expectations._gx import load_gx
 
@@ -15,6 +24,59 @@ if TYPE_CHECKING:
 
 KEY_COLUMNS = ("symbol", "trade_date")
 PRICE_COLUMNS = ("open", "high", "low", "close", "adj_close")
+CATALOGUE = (
+    Path(__file__).resolve().parent.parent / "dbt" / "models" / "marts" / "_marts__models.yml"
+)
+# After its warm-up a feature may still be NULL where its formula divides by zero (a flat
+# window, a zero-volume day); more than this share of NULLs means a broken formula or feed.
+MAX_NULL_SHARE_AFTER_WARM_UP = 0.05
+# Documented bounds are mathematical; float arithmetic may overshoot them by rounding.
+BOUND_SLACK = 1e-9
+LABELS = ("fwd_ret_1d", "fwd_ret_5d", "fwd_ret_20d", "trade_ret_1d")
+UNIVERSE_REASONS = (
+    "eligible",
+    "insufficient_history",
+    "price_below_minimum",
+    "dollar_volume_below_minimum",
+    "not_index_member",
+)
+NO_DATES_BEYOND_RAW = (
+    "select symbol, trade_date from {batch}"
+    " where trade_date > (select max(trade_date) from raw.prices)"
+)
+
+
+@cache
+def feature_catalogue() -> dict[str, dict[str, Any]]:
+    """features_daily's columns that are features, with their `meta` from the dbt YAML."""
+    import yaml
+
+    models = yaml.safe_load(CATALOGUE.read_text())["models"]
+    (features,) = [m for m in models if m["name"] == "features_daily"]
+    return {
+        column["name"]: column.get("config", {}).get("meta", {})
+        for column in features["columns"]
+        if column.get("config", {}).get("meta", {}).get("feature", True)
+    }
+
+
+def _null_share_query(catalogue: dict[str, dict[str, Any]]) -> str:
+    """One row per feature whose NULL share after its own warm-up is above the limit (one
+    pass over the table: a share per feature, then unnested into rows)."""
+    names = ", ".join(f"'{name}'" for name in catalogue)
+    shares = ", ".join(
+        f"avg(case when history_days >= {meta.get('first_history_days', 1)}"
+        f" then ({name} is null)::int end)"
+        for name, meta in catalogue.items()
+    )
+    return (
+        "select feature, null_share from (select unnest(array["
+        + names
+        + "]) as feature, unnest(array["
+        + shares
+        + "]) as null_share from {batch}) as shares"
+        + f" where null_share > {MAX_NULL_SHARE_AFTER_WARM_UP}"
+    )
 
 
 def raw_prices() -> ExpectationSuite:
@@ -38,18 +100,41 @@ def raw_prices() -> ExpectationSuite:
             gxe.ExpectColumnPairValuesAToBeGreaterThanB(
                 column_A="high", column_B="low", or_equal=True
             ),
+            gxe.UnexpectedRowsExpectation(
+                description="No bar dated after today (a provider or time-zone bug)",
+                unexpected_rows_query=(
+                    "select symbol, trade_date from {batch} where trade_date > current_date"
+                ),
+            ),
         ],
     )
 
 
 def features_daily() -> ExpectationSuite:
-    """Sanity bounds on the feature mart.
+    """The feature mart: keys, every documented range, NULLs only during warm-up, no dates
+    beyond the raw data.
 
     Window features are NULL until their window is full; value expectations skip NULLs, so
     only the values that exist are bounded.
     """
     gx = load_gx()
     gxe = gx.expectations
+    catalogue = feature_catalogue()
+    ranges = []
+    for name, meta in catalogue.items():
+        if "min_value" not in meta and "max_value" not in meta:
+            continue
+        low, high = meta.get("min_value"), meta.get("max_value")
+        strict = bool(meta.get("strict"))
+        ranges.append(
+            gxe.ExpectColumnValuesToBeBetween(
+                column=name,
+                min_value=None if low is None else float(low) - (0 if strict else BOUND_SLACK),
+                max_value=None if high is None else float(high) + (0 if strict else BOUND_SLACK),
+                strict_min=strict and low is not None,
+                strict_max=strict and high is not None,
+            )
+        )
     return gx.ExpectationSuite(
         name="features_daily",
         expectations=[
@@ -58,12 +143,103 @@ def features_daily() -> ExpectationSuite:
             gxe.ExpectCompoundColumnsToBeUnique(column_list=list(KEY_COLUMNS)),
             gxe.ExpectColumnValuesToBeBetween(column="history_days", min_value=1),
             gxe.ExpectColumnValuesToBeBetween(column="adj_close", min_value=0, strict_min=True),
-            gxe.ExpectColumnValuesToBeBetween(
-                column="rsi_14", min_value=0, max_value=100, mostly=1.0
-            ),
-            gxe.ExpectColumnValuesToBeBetween(column="vol_20d", min_value=0),
             # Below -90% or above +1000% in a day is far likelier an unadjusted split than a move.
             gxe.ExpectColumnValuesToBeBetween(column="ret_1d", min_value=-0.9, max_value=10),
+            *ranges,
+            gxe.UnexpectedRowsExpectation(
+                description="No feature is NULL in more than 5% of the rows after its warm-up",
+                unexpected_rows_query=_null_share_query(catalogue),
+            ),
+            gxe.UnexpectedRowsExpectation(
+                description="No trade_date beyond the last day of raw.prices",
+                unexpected_rows_query=NO_DATES_BEYOND_RAW,
+            ),
+        ],
+    )
+
+
+def labels_daily() -> ExpectationSuite:
+    """Forward returns: keys, the same keys as features_daily, NULL exactly where the
+    future is not loaded yet (the last `horizon` rows of each symbol)."""
+    gx = load_gx()
+    gxe = gx.expectations
+    horizons = {"fwd_ret_1d": 1, "fwd_ret_5d": 5, "fwd_ret_20d": 20, "trade_ret_1d": 2}
+    null_rule = " or ".join(
+        f"(({label} is null) <> (rows_after < {horizon}))" for label, horizon in horizons.items()
+    )
+    return gx.ExpectationSuite(
+        name="labels_daily",
+        expectations=[
+            gxe.ExpectTableRowCountToBeBetween(min_value=1),
+            *(gxe.ExpectColumnValuesToNotBeNull(column=column) for column in KEY_COLUMNS),
+            gxe.ExpectCompoundColumnsToBeUnique(column_list=list(KEY_COLUMNS)),
+            *(
+                gxe.ExpectColumnValuesToBeBetween(column=label, min_value=-1, strict_min=True)
+                for label in LABELS
+            ),
+            gxe.UnexpectedRowsExpectation(
+                description="A label is NULL exactly on the last `horizon` rows of its symbol",
+                unexpected_rows_query=(
+                    "select symbol, trade_date from (select *, count(*) over (partition by"
+                    " symbol order by trade_date desc) - 1 as rows_after from {batch})"
+                    " as labels"
+                    f" where {null_rule}"
+                ),
+            ),
+            gxe.UnexpectedRowsExpectation(
+                description="The same (symbol, trade_date) keys as features_daily",
+                unexpected_rows_query=(
+                    "(select symbol, trade_date from {batch}"
+                    " except select symbol, trade_date from marts.features_daily)"
+                    " union all (select symbol, trade_date from marts.features_daily"
+                    " except select symbol, trade_date from {batch})"
+                ),
+            ),
+            gxe.UnexpectedRowsExpectation(
+                description="No trade_date beyond the last day of raw.prices",
+                unexpected_rows_query=NO_DATES_BEYOND_RAW,
+            ),
+        ],
+    )
+
+
+def universe_daily() -> ExpectationSuite:
+    """The tradeable universe: one row per feature row, every day, a known reason."""
+    gx = load_gx()
+    gxe = gx.expectations
+    return gx.ExpectationSuite(
+        name="universe_daily",
+        expectations=[
+            gxe.ExpectTableRowCountToBeBetween(min_value=1),
+            *(
+                gxe.ExpectColumnValuesToNotBeNull(column=column)
+                for column in (*KEY_COLUMNS, "in_universe", "reason")
+            ),
+            gxe.ExpectCompoundColumnsToBeUnique(column_list=list(KEY_COLUMNS)),
+            gxe.ExpectColumnValuesToBeInSet(column="reason", value_set=list(UNIVERSE_REASONS)),
+            gxe.UnexpectedRowsExpectation(
+                description="in_universe exactly when the reason is 'eligible'",
+                unexpected_rows_query=(
+                    "select symbol, trade_date from {batch}"
+                    " where in_universe <> (reason = 'eligible')"
+                ),
+            ),
+            gxe.UnexpectedRowsExpectation(
+                description="Each day has as many rows as features_daily has that day",
+                unexpected_rows_query=(
+                    "select trade_date, universe.n_rows, features.n_rows as n_feature_rows"
+                    " from (select trade_date, count(*) as n_rows from {batch} as batch_rows"
+                    " group by trade_date) as universe"
+                    " full join (select trade_date, count(*) as n_rows"
+                    " from marts.features_daily group by trade_date) as features"
+                    " using (trade_date)"
+                    " where universe.n_rows is distinct from features.n_rows"
+                ),
+            ),
+            gxe.UnexpectedRowsExpectation(
+                description="No trade_date beyond the last day of raw.prices",
+                unexpected_rows_query=NO_DATES_BEYOND_RAW,
+            ),
         ],
     )
 
@@ -71,4 +247,8 @@ def features_daily() -> ExpectationSuite:
 SUITES: dict[str, tuple[str, str, Callable[[], ExpectationSuite]]] = {
     "raw_prices": ("raw", "prices", raw_prices),
     "features_daily": ("marts", "features_daily", features_daily),
+    "labels_daily": ("marts", "labels_daily", labels_daily),
+    "universe_daily": ("marts", "universe_daily", universe_daily),
 }
+# The marts, in the order the features DAG validates them after dbt.
+MART_SUITES = ("features_daily", "labels_daily", "universe_daily")

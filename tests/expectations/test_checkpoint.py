@@ -18,36 +18,25 @@ from expectations.checkpoint import (
     run_checkpoint,
     validate_or_raise,
 )
-from expectations.suites import SUITES
+from expectations.suites import SUITES, feature_catalogue
 from marketflow.settings import database_name
 
 PRICE_COLUMNS = ("symbol", "trade_date", "open", "high", "low", "close", "adj_close", "volume")
-FEATURE_COLUMNS = (
-    "symbol",
-    "trade_date",
-    "adj_close",
-    "history_days",
-    "ret_1d",
-    "ret_5d",
-    "ret_20d",
-    "vol_20d",
-    "rsi_14",
-    "volume_z_20d",
-)
-FEATURES_DDL = """
-create table marts.features_daily (
-    symbol        text not null,
-    trade_date    date not null,
-    adj_close     double precision,
-    history_days  integer,
-    ret_1d        double precision,
-    ret_5d        double precision,
-    ret_20d       double precision,
-    vol_20d       double precision,
-    rsi_14        double precision,
-    volume_z_20d  double precision
-)
-"""
+# A stand-in for the dbt-built mart with every catalogued feature column (all double precision).
+FEATURES = tuple(feature_catalogue())
+FEATURE_COLUMNS = ("symbol", "trade_date", "adj_close", "history_days", *FEATURES)
+WARM_UP = {name: meta.get("first_history_days", 1) for name, meta in feature_catalogue().items()}
+
+
+def features_ddl(without: str | None = None) -> str:
+    columns = ",\n".join(f"    {name} double precision" for name in FEATURES if name != without)
+    return (
+        "create table marts.features_daily (\n    symbol text not null,\n"
+        "    trade_date date not null,\n    adj_close double precision,\n"
+        f"    history_days integer,\n{columns}\n)"
+    )
+
+
 DAYS = [dt.date(2024, 1, 2) + dt.timedelta(days=i) for i in range(5)]
 
 
@@ -105,30 +94,20 @@ def insert_prices(url: str, rows: list[dict]) -> None:
 
 
 def good_features() -> list[dict]:
-    """Early rows carry NULL window features, as dbt leaves them until a window is full."""
+    """Every feature set to a value inside every documented range, windowed ones NULL on each
+    symbol's first row (dbt leaves a window NULL until it is full)."""
     rows = []
     for symbol in ("AAA", "BBB"):
         for i, day in enumerate(DAYS):
-            full = i >= 3
-            rows.append(
-                {
-                    "symbol": symbol,
-                    "trade_date": day,
-                    "adj_close": 100.0 + i,
-                    "history_days": i + 1,
-                    "ret_1d": 0.01 * i if i else None,
-                    "ret_5d": None,
-                    "ret_20d": None,
-                    "vol_20d": 0.2 if full else None,
-                    "rsi_14": 55.0 + i if full else None,
-                    "volume_z_20d": -0.3 if full else None,
-                }
-            )
+            row = {"symbol": symbol, "trade_date": day, "adj_close": 100.0 + i}
+            row["history_days"] = i + 1
+            row |= {name: 0.5 if i or WARM_UP[name] == 1 else None for name in FEATURES}
+            rows.append(row)
     return rows
 
 
 def create_features(url: str, rows: list[dict]) -> None:
-    execute(url, FEATURES_DDL)
+    execute(url, features_ddl())
     insert(url, "marts.features_daily", FEATURE_COLUMNS, rows)
 
 
@@ -145,7 +124,8 @@ def failed_pairs(summary: ValidationSummary) -> list[tuple[str, str | None]]:
 
 
 @pytest.fixture
-def db(make_database) -> str:
+def db(make_database, tmp_path, monkeypatch) -> str:
+    monkeypatch.setenv("MARKETFLOW_DATA_DIR", str(tmp_path))  # Data Docs land here
     return make_database()
 
 
@@ -331,9 +311,129 @@ def test_importing_is_cheap_and_gx_logs_stay_quiet() -> None:
 
 
 def test_a_missing_column_fails_with_the_database_error(db: str) -> None:
-    execute(db, FEATURES_DDL.replace("rsi_14        double precision,", ""))
+    execute(db, features_ddl(without="rsi_14"))
     columns = tuple(c for c in FEATURE_COLUMNS if c != "rsi_14")
     insert(db, "marts.features_daily", columns, good_features())
 
     with pytest.raises(ValidationFailed, match=r"\[rsi_14\].*error: .*rsi_14.* does not exist"):
         validate_or_raise(db, "features_daily")
+
+
+def test_a_feature_null_after_its_warm_up_fails(db: str) -> None:
+    rows = good_features()
+    for row in rows:
+        row["ma_5d"] = None  # first value due at history_days 5: rows 5 of both symbols
+    create_features(db, rows)
+
+    summary = run_checkpoint(db, "features_daily")
+
+    assert failed_pairs(summary) == [("unexpected_rows_expectation", None)]
+    assert summary.failed_expectations[0]["observed"] == 1  # one feature over the limit
+
+
+def test_features_dated_beyond_the_raw_data_fail(db: str) -> None:
+    insert_prices(db, [row for row in good_prices() if row["trade_date"] < DAYS[-1]])
+    create_features(db, good_features())
+
+    summary = run_checkpoint(db, "features_daily")
+
+    assert failed_pairs(summary) == [("unexpected_rows_expectation", None)]
+    assert summary.failed_expectations[0]["observed"] == 2  # AAA and BBB on the last day
+
+
+def good_labels() -> list[dict]:
+    """Forward returns with the documented NULL tail: the last `horizon` rows of a symbol."""
+    horizons = {"fwd_ret_1d": 1, "fwd_ret_5d": 5, "fwd_ret_20d": 20, "trade_ret_1d": 2}
+    rows = []
+    for symbol in ("AAA", "BBB"):
+        for i, day in enumerate(DAYS):
+            rows_after = len(DAYS) - 1 - i
+            row = {"symbol": symbol, "trade_date": day}
+            row |= {name: 0.01 if rows_after >= h else None for name, h in horizons.items()}
+            rows.append(row)
+    return rows
+
+
+LABEL_COLUMNS = ("symbol", "trade_date", "fwd_ret_1d", "fwd_ret_5d", "fwd_ret_20d", "trade_ret_1d")
+
+
+def create_labels(url: str, rows: list[dict]) -> None:
+    execute(
+        url,
+        "create table marts.labels_daily (symbol text not null, trade_date date not null,"
+        " fwd_ret_1d double precision, fwd_ret_5d double precision,"
+        " fwd_ret_20d double precision, trade_ret_1d double precision)",
+    )
+    insert(url, "marts.labels_daily", LABEL_COLUMNS, rows)
+
+
+def test_labels_pass_and_a_label_missing_despite_a_future_fails(db: str) -> None:
+    create_features(db, good_features())
+    create_labels(db, good_labels())
+    assert validate_or_raise(db, "labels_daily").success
+
+    execute(db, "update marts.labels_daily set fwd_ret_1d = null where trade_date = %s", (DAYS[1],))
+    execute(
+        db, "delete from marts.labels_daily where symbol = 'BBB' and trade_date = %s", (DAYS[0],)
+    )
+    summary = run_checkpoint(db, "labels_daily")
+
+    failed = {f["observed"] for f in summary.failed_expectations}
+    assert failed_pairs(summary) == [("unexpected_rows_expectation", None)] * 2
+    assert failed == {2, 1}  # two rows NULL too early; one key missing from the labels
+
+
+def create_universe(url: str, rows: list[dict]) -> None:
+    execute(
+        url,
+        "create table marts.universe_daily (symbol text not null, trade_date date not null,"
+        " in_universe boolean, reason text)",
+    )
+    insert(url, "marts.universe_daily", ("symbol", "trade_date", "in_universe", "reason"), rows)
+
+
+def test_universe_needs_a_row_per_feature_row_and_a_consistent_reason(db: str) -> None:
+    create_features(db, good_features())
+    rows = [
+        {
+            "symbol": row["symbol"],
+            "trade_date": row["trade_date"],
+            "in_universe": row["history_days"] >= 3,
+            "reason": "eligible" if row["history_days"] >= 3 else "insufficient_history",
+        }
+        for row in good_features()
+    ]
+    create_universe(db, rows)
+    summary = validate_or_raise(db, "universe_daily")
+    assert summary.success
+
+    execute(
+        db, "delete from marts.universe_daily where symbol = 'AAA' and trade_date = %s", (DAYS[0],)
+    )
+    execute(
+        db, "update marts.universe_daily set in_universe = false where trade_date = %s", (DAYS[4],)
+    )
+    summary = run_checkpoint(db, "universe_daily")
+    assert sorted(f["observed"] for f in summary.failed_expectations) == [1, 2]
+
+
+def test_every_run_writes_its_data_docs(db: str, tmp_path) -> None:  # noqa: ANN001
+    insert_prices(db, good_prices())
+    summary = validate_or_raise(db, "raw_prices")
+    assert summary.data_docs == str(
+        tmp_path / "reports" / "data_docs" / "raw_prices" / "index.html"
+    )
+    assert (
+        "raw_prices"
+        in (tmp_path / "reports" / "data_docs" / "raw_prices" / "index.html").read_text()
+    )
+
+    rows = good_features()
+    rows[-1]["rsi_14"] = 150.0
+    create_features(db, rows)
+    failed = run_checkpoint(db, "features_daily")  # a failed run is rendered too
+    assert failed.data_docs and "features_daily" in open(failed.data_docs).read()
+    pages = list(
+        (tmp_path / "reports" / "data_docs" / "features_daily" / "validations").rglob("*.html")
+    )
+    assert len(pages) == 1

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from expectations.suites import SUITES, features_daily, raw_prices
+from expectations.suites import (
+    SUITES,
+    feature_catalogue,
+    features_daily,
+    labels_daily,
+    raw_prices,
+    universe_daily,
+)
 
 
 def described(suite) -> set[tuple]:  # noqa: ANN001 - a gx.ExpectationSuite
@@ -22,12 +29,14 @@ def test_suites_are_registered_with_their_tables() -> None:
     assert {name: (schema, table) for name, (schema, table, _) in SUITES.items()} == {
         "raw_prices": ("raw", "prices"),
         "features_daily": ("marts", "features_daily"),
+        "labels_daily": ("marts", "labels_daily"),
+        "universe_daily": ("marts", "universe_daily"),
     }
     for name, (_, _, build) in SUITES.items():
         assert build().name == name
 
 
-@pytest.mark.parametrize("build", [raw_prices, features_daily])
+@pytest.mark.parametrize("build", [raw_prices, features_daily, labels_daily, universe_daily])
 def test_each_call_builds_a_fresh_suite(build) -> None:  # noqa: ANN001
     first, second = build(), build()
     assert first is not second
@@ -52,9 +61,25 @@ def test_raw_prices_covers_the_price_contract() -> None:
 
 def test_features_daily_bounds_the_features() -> None:
     suite = features_daily()
-    by_column = {e.column: e for e in suite.expectations if hasattr(e, "column")}
-    assert (by_column["rsi_14"].min_value, by_column["rsi_14"].max_value) == (0, 100)
-    assert by_column["rsi_14"].mostly == 1.0
-    assert (by_column["ret_1d"].min_value, by_column["ret_1d"].max_value) == (-0.9, 10)
-    assert by_column["vol_20d"].min_value == 0
+    bounds: dict[str, list] = {}
+    for e in suite.expectations:
+        if e.expectation_type == "expect_column_values_to_be_between":
+            bounds.setdefault(e.column, []).append((e.min_value, e.max_value))
+    assert bounds["rsi_14"] == [(pytest.approx(0, abs=1e-8), pytest.approx(100))]
+    assert (-0.9, 10) in bounds["ret_1d"]  # a split mistaken for a crash
+    assert bounds["vol_20d"] == [(pytest.approx(0, abs=1e-8), None)]
+    assert bounds["rank_60d"] == [(pytest.approx(0, abs=1e-8), pytest.approx(1))]
+    assert bounds["imax_20d"] == [(pytest.approx(0, abs=1e-8), pytest.approx(19))]
     assert ("expect_compound_columns_to_be_unique", ("symbol", "trade_date")) in described(suite)
+    sql = [
+        e.unexpected_rows_query for e in suite.expectations if hasattr(e, "unexpected_rows_query")
+    ]
+    assert any("raw.prices" in q for q in sql)  # no dates beyond the raw data
+    assert any("macd_signal_9 is null" in q and "history_days >= 79" in q for q in sql)
+
+
+def test_the_catalogue_lists_the_features_not_the_metadata() -> None:
+    catalogue = feature_catalogue()
+    assert len(catalogue) >= 60
+    assert not {"symbol", "trade_date", "adj_close", "history_days"} & set(catalogue)
+    assert {"ret_1d", "rsi_14", "qtlu_60d", "cs_rank_ret_5d", "macd_hist"} <= set(catalogue)
