@@ -100,7 +100,8 @@ def cmd_features(args: argparse.Namespace) -> int:
     url = get_settings().database_url
     print(validate_or_raise(url, "raw_prices").describe())
     build(url)
-    print(validate_or_raise(url, "features_daily").describe())
+    for suite in ("labels_daily", "universe_daily", "features_daily"):
+        print(validate_or_raise(url, suite).describe())
     return 0
 
 
@@ -402,11 +403,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--symbols", help="comma-separated, default all")
     p.set_defaults(func=cmd_ingest)
 
-    sub.add_parser("features", help="validate raw, dbt build, validate marts").set_defaults(
-        func=cmd_features
-    )
+    sub.add_parser(
+        "features", help="validate raw, dbt build, validate the three marts"
+    ).set_defaults(func=cmd_features)
     p = sub.add_parser("validate", help="run one Great Expectations checkpoint")
-    p.add_argument("suite", choices=["raw_prices", "features_daily"])
+    p.add_argument(
+        "suite", choices=["raw_prices", "features_daily", "labels_daily", "universe_daily"]
+    )
     p.set_defaults(func=cmd_validate)
     p = sub.add_parser("train", help="walk-forward the model zoo, log, register, gate promotion")
     p.add_argument("--config", help="model config YAML (default ml/config/models.yaml)")
