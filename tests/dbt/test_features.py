@@ -370,6 +370,17 @@ def test_edge_cases_match_the_reference(built_url: str, prices: pd.DataFrame) ->
     assert (flat.rank_20d == (20 + 1) / 2 / 20).all()  # all tied: the average rank
 
 
+def test_a_table_with_other_columns_is_rebuilt_in_full(built_url: str) -> None:
+    """A release that adds features meets tables built by the previous one: the incremental
+    run must rebuild them (macros/should_full_refresh.sql), not fail or leave NULL columns."""
+    with psycopg2.connect(built_url) as conn, conn.cursor() as cur:
+        cur.execute("alter table marts.features_daily drop column macd_hist")
+        cur.execute("delete from marts.features_daily where history_days > 100")
+    conn.close()
+    build(built_url)
+    assert_matches_reference(read_features(built_url), expected_features(read_raw(built_url)))
+
+
 def test_windows_are_null_until_full(built_url: str) -> None:
     features = read_features(built_url).set_index(["symbol", "history_days"])
     first_full = {"ret_1d": 2, "ret_5d": 6, "ret_20d": 21, "vol_20d": 21, "rsi_14": 15}
