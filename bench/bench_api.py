@@ -1,10 +1,10 @@
 """The API under gunicorn against a bare Flask JSON endpoint on the same gunicorn settings.
 
-    .venv/bin/python bench/bench_api.py                 # 10 s of wrk per endpoint
-    .venv/bin/python bench/bench_api.py --duration 5 --connections 32 --workers 2
+    .venv/bin/python bench/bench_api.py                 # 3 rounds x 5 s of wrk per endpoint
+    .venv/bin/python bench/bench_api.py --rounds 5 --duration 5 --connections 32 --workers 2
 
-In one run: wrk on `GET /api/v1/signals/latest` (500 symbols, with a key) and on a bare Flask
-endpoint returning a small JSON object, both served by `gunicorn -c api/gunicorn.conf.py`
+In one run, alternating round after round: wrk on `GET /api/v1/signals/latest` (500 symbols,
+with a key) and on a bare Flask endpoint returning a small JSON object, both served by `gunicorn -c api/gunicorn.conf.py`
 with the same workers; then the p50 of `POST /api/v1/score` for 10 symbols (keep-alive client,
 after warm-up). Works in its own databases, mf_bench_api and mf_bench_api_mlflow (dropped and
 created at the start, dropped at the end), on the server named by MARKETFLOW_ADMIN_URL, and
@@ -118,6 +118,15 @@ def wrk(url: str, connections: int, duration: int, threads: int, key: str | None
     }
 
 
+def median_result(rounds: list[dict]) -> dict:
+    keys = ("requests_per_s", "p50_ms", "p99_ms")
+    out: dict[str, Any] = {k: statistics.median(r[k] for r in rounds) for k in keys}
+    out["rounds"] = [{k: r[k] for k in keys} for r in rounds]
+    out["non_2xx"] = sum(r["non_2xx"] for r in rounds)
+    out["socket_errors"] = "; ".join(r["socket_errors"] for r in rounds if r["socket_errors"])
+    return out
+
+
 def score_p50(base: str, key: str, symbols: list[str], n: int) -> dict[str, float]:
     conn = http.client.HTTPConnection(base, timeout=30)
     body = json.dumps({"symbols": symbols})
@@ -147,7 +156,8 @@ def score_p50(base: str, key: str, symbols: list[str], n: int) -> dict[str, floa
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--duration", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--workers", type=int, default=2)
@@ -201,11 +211,17 @@ def main() -> int:
             say("wrk: warm-up")
             wrk(latest, args.connections, 2, args.threads, key)
             wrk(f"http://{bare_base}/bare", args.connections, 2, args.threads, None)
-            say(f"wrk: bare Flask, {args.connections} connections, {args.duration}s")
-            base_result = wrk(f"http://{bare_base}/bare", args.connections, args.duration,
-                              args.threads, None)  # fmt: skip
-            say(f"wrk: /api/v1/signals/latest ({args.symbols} symbols)")
-            api_result = wrk(latest, args.connections, args.duration, args.threads, key)
+            # Alternate the two, round after round: the machine's load drifts during a run,
+            # and each side should see the same share of it. Medians over the rounds.
+            bare_rounds, api_rounds = [], []
+            for round_ in range(1, args.rounds + 1):
+                say(f"round {round_}/{args.rounds}: wrk bare Flask, then /api/v1/signals/latest "
+                    f"({args.symbols} symbols), {args.connections} connections, {args.duration}s")  # fmt: skip
+                bare_rounds.append(wrk(f"http://{bare_base}/bare", args.connections,
+                                       args.duration, args.threads, None))  # fmt: skip
+                api_rounds.append(wrk(latest, args.connections, args.duration, args.threads, key))
+            base_result = median_result(bare_rounds)
+            api_result = median_result(api_rounds)
             say("POST /api/v1/score, 10 symbols")
             scoring = score_p50(api_base, key, seeded["symbols"][:10], args.score_requests)
             load = os.getloadavg()
@@ -226,6 +242,7 @@ def main() -> int:
             "threads": args.threads,
             "workers": args.workers,
             "duration_s": args.duration,
+            "rounds": args.rounds,
             "symbols": args.symbols,
             "cpus": os.cpu_count(),
         },
