@@ -287,7 +287,24 @@ def monitor(
     log.info(drift.summary())
     log.info(quality.summary())
     log.info(decision.message)
+    if drift.mlflow_drift_run_id:
+        _log_to_drift_run(settings, drift.mlflow_drift_run_id, quality, decision)
     return MonitoringResult(drift, quality, decision)
+
+
+def _log_to_drift_run(
+    settings: Settings, run_id: str, quality: LiveQuality, decision: Decision
+) -> None:
+    """Live quality and the decision beside the drift metrics, in the drift run of the day."""
+    client = configure(settings)
+    metrics = {"live_ic": quality.ic, "live_hit_rate": quality.hit_rate,
+               "live_top_k_return": quality.top_k_return}  # fmt: skip
+    for name, value in metrics.items():
+        if value is not None:
+            client.log_metric(run_id, name, value)
+    client.log_metric(run_id, "live_days", quality.n_days)
+    client.set_tag(run_id, "marketflow.retrain", str(decision.retrain).lower())
+    client.set_tag(run_id, "marketflow.retrain_reason", decision.message[:5000])
 
 
 def _drift_run_date(database_url: str, drift: DriftResult) -> date:

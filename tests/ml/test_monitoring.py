@@ -188,5 +188,14 @@ def test_monitor_end_to_end(
         assert any(r.startswith("live IC") for r in result.decision.reasons)
     if shift:
         assert any(r.startswith("feature drift") for r in result.decision.reasons)
+    # Live quality and the decision sit in the day's drift run in MLflow.
+    from mlflow import MlflowClient
+
+    uri = ml_settings.mlflow_tracking_uri
+    assert result.drift.mlflow_drift_run_id is not None
+    drift_run = MlflowClient(uri, uri).get_run(result.drift.mlflow_drift_run_id)
+    assert drift_run.data.metrics["live_ic"] == pytest.approx(result.quality.ic)
+    assert drift_run.data.metrics["live_days"] == 20
+    assert drift_run.data.tags["marketflow.retrain"] == str(retrain).lower()
     xcom = result.as_xcom()
     assert xcom["decision"]["retrain"] is retrain and xcom["decision"]["run_date"] == str(DAYS[-1])
