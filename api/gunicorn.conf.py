@@ -10,6 +10,12 @@ _settings = get_api_settings()
 wsgi_app = "api.wsgi:app"
 bind = [_settings.bind]
 workers = _settings.workers
+# Threads per worker: with more than one, gunicorn's gthread worker keeps client connections
+# alive between requests (the sync worker closes each one), which is most of the cost of a
+# small cached response. The app is thread-safe (pooled connections, locked caches).
+worker_class = "gthread" if _settings.threads > 1 else "sync"
+threads = _settings.threads
+keepalive = 5
 pidfile = _settings.pidfile
 accesslog = "-"
 errorlog = "-"

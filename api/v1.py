@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import math
 import re
@@ -177,15 +178,24 @@ def _not_modified(etag: str, modified: datetime) -> bool:
     return since is not None and modified <= since
 
 
-def _conditional(etag: str, modified: datetime, body: bytes | None) -> Response:
+def _conditional(
+    etag: str, modified: datetime, body: bytes | None, gzipped: bool = False
+) -> Response:
     if body is None:
         response = Response(status=304)
     else:
         response = Response(body, mimetype="application/json")
+        if gzipped:
+            response.headers["Content-Encoding"] = "gzip"
     response.headers["ETag"] = f'"{etag}"'
     response.headers["Last-Modified"] = http_date(modified)
     response.headers["Cache-Control"] = "private, no-cache"
+    response.headers["Vary"] = "Accept-Encoding"
     return response
+
+
+def _wants_gzip() -> bool:
+    return bool(request.accept_encodings["gzip"])
 
 
 # --- routes -----------------------------------------------------------------------------------
@@ -214,6 +224,11 @@ def latest_signals() -> Response:
         detail = f"no signals for model {model!r}" if model else "no signals yet"
         abort(404, description=detail)
     etag, modified = _validators(stamp, args_key)
+    # The full list is ~70 kB of JSON for 500 symbols, ~10 kB gzipped: clients that accept
+    # gzip get the compressed body, compressed once per stamp and query, under its own ETag.
+    gzipped = _wants_gzip()
+    if gzipped:
+        etag += "-gz"
     if _not_modified(etag, modified):
         return _conditional(etag, modified, None)
 
@@ -242,8 +257,10 @@ def latest_signals() -> Response:
                 [s for s in symbols if s not in found] if signal is None and limit is None else []
             )
         body = current_app.json.dumps(payload).encode()
+        if gzipped:
+            body = gzip.compress(body, compresslevel=6, mtime=0)
         cache.keep((etag,), body)
-    return _conditional(etag, modified, body)
+    return _conditional(etag, modified, body, gzipped)
 
 
 @bp.get("/signals/<symbol>")

@@ -224,6 +224,27 @@ def test_etag_and_last_modified_give_304(client: FlaskClient, path: str) -> None
     )
 
 
+@pytest.mark.usefixtures("history")
+def test_gzip_for_clients_that_accept_it(client: FlaskClient) -> None:
+    import gzip
+    import json
+
+    plain = client.get("/api/v1/signals/latest")
+    assert "Content-Encoding" not in plain.headers
+    packed = client.get("/api/v1/signals/latest", headers={"Accept-Encoding": "gzip, deflate"})
+    assert packed.headers["Content-Encoding"] == "gzip"
+    assert packed.headers["Vary"] == "Accept-Encoding"
+    assert json.loads(gzip.decompress(packed.data)) == plain.get_json()
+    assert packed.headers["ETag"] != plain.headers["ETag"]
+    again = client.get(
+        "/api/v1/signals/latest",
+        headers={"Accept-Encoding": "gzip", "If-None-Match": packed.headers["ETag"]},
+    )
+    assert again.status_code == 304
+    refused = client.get("/api/v1/signals/latest", headers={"Accept-Encoding": "gzip;q=0"})
+    assert "Content-Encoding" not in refused.headers
+
+
 def test_new_signals_change_the_etag(client: FlaskClient, add_signals: AddSignals) -> None:
     add_signals([signal_row(DAY, "AAPL", 1, created_at=datetime(2024, 3, 8, 18, 0))])
     etag = client.get("/api/v1/signals/latest").headers["ETag"]
