@@ -189,6 +189,7 @@ def walk_forward_zoo(
     names: list[str] | None = None,
     track: bool = True,
     on_fold: Any = None,
+    checkpoint_root: Path | None = None,
 ) -> dict[str, WalkForwardResult]:
     """Walk-forward every configured model (or `names`), each a nested MLflow run if tracked."""
     import mlflow
@@ -205,12 +206,14 @@ def walk_forward_zoo(
                 result = run_walk_forward(
                     name, spec, prepared.panel, prepared.folds, seed, prepared.min_history,
                     config.get("processors"), bt, track=True, on_fold=on_fold,
+                    checkpoint_root=checkpoint_root,
                 )  # fmt: skip
                 mlflow.log_metrics(_loggable(result.metrics))
         else:
             result = run_walk_forward(
                 name, spec, prepared.panel, prepared.folds, seed, prepared.min_history,
                 config.get("processors"), bt, track=False, on_fold=on_fold,
+                checkpoint_root=checkpoint_root,
             )  # fmt: skip
         results[name] = result
         log.info("%s: %s", name, _fmt(result.metrics))
@@ -265,7 +268,9 @@ def train(
         )
         mlflow.log_dict(config, "config/models.yaml")
         mlflow.log_text(",".join(panel.features), "config/features.txt")
-        results = walk_forward_zoo(prepared, on_fold=on_fold)
+        # Per-epoch checkpoints keyed by the folds: a killed run resumes each fold's fit.
+        checkpoints = settings.data_dir / "checkpoints" / prepared.fingerprint
+        results = walk_forward_zoo(prepared, on_fold=on_fold, checkpoint_root=checkpoints)
         candidates = {name: r.metrics for name, r in results.items()}
         table = pd.DataFrame(candidates).T
         mlflow.log_text(table.to_csv(), "walk_forward/summary.csv")

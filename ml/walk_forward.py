@@ -11,10 +11,12 @@ Processors are fitted on each fold's train rows only. Each fold can be a nested 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,6 +28,8 @@ from ml.metrics import signal_metrics
 from ml.models import build_model
 
 log = logging.getLogger(__name__)
+
+NEURAL = {"mlp", "lstm_attention", "transformer"}
 
 
 @dataclass(frozen=True)
@@ -160,9 +164,13 @@ def run_walk_forward(
     backtest_options: dict[str, Any] | None = None,
     track: bool = False,
     on_fold: Callable[[int, dict[str, float]], None] | None = None,
+    checkpoint_root: Path | None = None,
 ) -> WalkForwardResult:
     """Fit `spec` on every fold's train (early-stopping on valid), score its test window;
-    metrics of the pooled out-of-sample predictions, with the backtest's."""
+    metrics of the pooled out-of-sample predictions, with the backtest's.
+
+    With `checkpoint_root`, a neural model checkpoints every epoch under
+    `<root>/<name>_<spec hash>/fold_<k>`: a run killed mid-fit resumes that fold where it stopped."""
     import mlflow
 
     pieces, fold_metrics = [], []
@@ -172,7 +180,14 @@ def run_walk_forward(
         dataset = fold_dataset(panel, fold, min_history, processors)
         if not len(dataset.rows("train")) or not len(dataset.rows("test")):
             raise ValueError(f"fold {fold.index} of {name} has an empty train or test segment")
-        model = build_model(spec, seed=seed).fit(dataset)
+        fold_spec = spec
+        if checkpoint_root is not None and spec["class"] in NEURAL:
+            # Keyed by the spec too: a changed config never resumes another's weights.
+            key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
+            folder = checkpoint_root / f"{name}_{key}" / f"fold_{fold.index}"
+            kwargs = {**(spec.get("kwargs") or {}), "checkpoint_dir": str(folder)}
+            fold_spec = {**spec, "kwargs": kwargs}
+        model = build_model(fold_spec, seed=seed).fit(dataset)
         scored = scored_frame(dataset, model.predict(dataset, "test")).assign(fold=fold.index)
         eligible += len(scored)
         metrics = signal_metrics(scored.dropna(subset=["pred"]))

@@ -98,3 +98,20 @@ def test_walk_forward_scores_every_test_row_once_and_finds_a_real_signal(
     assert result.metrics["rank_ic"] > 0.5  # the label is mostly the feature here
     for key in ("sharpe", "benchmark_sharpe", "max_drawdown", "turnover", "ic_tstat", "mape"):
         assert key in result.metrics
+
+
+def test_checkpointed_walk_forward_gives_the_same_scores_and_cleans_up(
+    synthetic_panel, tmp_path
+) -> None:
+    panel = synthetic_panel(n_days=300)
+    folds = make_folds(panel.calendar, 5, WalkForwardConfig(train_days=150, valid_days=30,
+                                                            test_days=50, max_folds=2))  # fmt: skip
+    spec = {"class": "mlp", "kwargs": {"hidden": [8], "epochs": 2, "batch_size": 128}}
+
+    plain = run_walk_forward("mlp", spec, panel, folds, seed=1)
+    checkpointed = run_walk_forward("mlp", spec, panel, folds, seed=1, checkpoint_root=tmp_path)
+
+    pd.testing.assert_frame_equal(plain.scored, checkpointed.scored)
+    folders = sorted(p.relative_to(tmp_path).parts[-1] for p in tmp_path.glob("mlp_*/fold_*"))
+    assert folders == ["fold_0", "fold_1"]
+    assert not list(tmp_path.rglob("*.pt"))  # finished fits leave no checkpoint behind
