@@ -125,7 +125,7 @@ def symbol_features(bars: pd.DataFrame) -> dict[str, np.ndarray]:
     avg_gain = _rolling(gain, 14, lambda w: w.mean(1), min_history=15)
     avg_loss = _rolling(loss, 14, lambda w: w.mean(1), min_history=15)
     movement = avg_gain + avg_loss
-    f["rsi_14"] = np.where(movement == 0, 50.0, _divide(100 * avg_gain, movement))
+    f["rsi_14"] = np.where(movement == 0, 50.0, 100 * _divide(avg_gain, movement))
 
     def volume_z(w: np.ndarray) -> np.ndarray:
         mean, sd = w.mean(1), w.std(axis=1, ddof=1)

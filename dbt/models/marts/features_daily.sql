@@ -380,8 +380,11 @@ features as materialized (
             when bars.history_days < 15 then null
             when rolling_classic.avg_gain_14d + rolling_classic.avg_loss_14d = 0
                 then 50::double precision
-            else 100 * rolling_classic.avg_gain_14d
+            -- The share first, then the scale: (100 * g) / g can round to 100.00000000000001.
+            else 100 * (
+                rolling_classic.avg_gain_14d
                 / (rolling_classic.avg_gain_14d + rolling_classic.avg_loss_14d)
+            )
         end as rsi_14,
         -- A constant window has no spread; its float stddev may come out as rounding noise
         -- rather than 0, so "zero" means below 1e-12 of the mean.
