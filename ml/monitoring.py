@@ -94,7 +94,7 @@ def retrain_reasons(
             reasons.append(
                 f"feature drift: {drift.n_drifted_features}/{drift.n_features} features drifted "
                 f"({drift.share_drifted:.0%} >= {thresholds.drift_share:.0%}): "
-                f"{', '.join(drift.drifted_features)}"
+                f"{_some(drift.drifted_features)}"
             )
         if (
             thresholds.retrain_on_prediction_drift
@@ -116,6 +116,12 @@ def retrain_reasons(
                 f"over {quality.n_days} days"
             )
     return reasons
+
+
+def _some(names: list[str], shown: int = 10) -> str:
+    """The first `shown` names, and how many more: a reason stays one readable log line."""
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
 
 
 def last_retrain_request(database_url: str, model_name: str) -> date | None:

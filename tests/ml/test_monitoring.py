@@ -130,6 +130,18 @@ def test_too_few_live_days_are_not_judged() -> None:
     assert len(reasons) == 2 and reasons[0].startswith("live IC")
 
 
+def test_a_long_list_of_drifted_features_is_cut_short(tmp_path: Path) -> None:
+    from ml.drift import DriftResult
+
+    per_feature = {
+        f"f{i:02d}": {"drifted": True, "score": 0.0, "method": "K-S p_value", "threshold": 0.05}
+        for i in range(25)
+    }
+    drift = DriftResult(25, 25, 1.0, True, per_feature, tmp_path / "r.html")  # type: ignore[arg-type]
+    (reason,) = retrain_reasons(drift, None, Thresholds())
+    assert reason.endswith("f08, f09 and 15 more")
+
+
 def register_champion(ml_settings: Settings, tags: dict[str, str], params: dict[str, str]) -> str:
     import mlflow
     from mlflow import MlflowClient
