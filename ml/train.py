@@ -293,13 +293,13 @@ def train(
         from ml.backtest import backtest
 
         returns = backtest(chosen.scored.dropna(subset=["pred"]), seed=seed, **bt).returns
-        mlflow.log_figure(equity_figure(returns, f"{best}: walk-forward equity vs equal-weight"),
+        _log_figure(equity_figure(returns, f"{best}: walk-forward equity vs equal-weight"),
                           "plots/equity_curve.png")  # fmt: skip
-        mlflow.log_figure(drawdown_figure(returns, f"{best}: drawdown"), "plots/drawdown.png")
-        mlflow.log_figure(ic_figure(chosen.scored, f"{best}: daily RankIC (out of sample)"),
+        _log_figure(drawdown_figure(returns, f"{best}: drawdown"), "plots/drawdown.png")
+        _log_figure(ic_figure(chosen.scored, f"{best}: daily RankIC (out of sample)"),
                           "plots/ic.png")  # fmt: skip
         if chosen.importance:
-            mlflow.log_figure(importance_figure(chosen.importance, f"{best}: feature importance"),
+            _log_figure(importance_figure(chosen.importance, f"{best}: feature importance"),
                               "plots/feature_importance.png")  # fmt: skip
 
         # The registered model: the winner refitted on the most recent data.
@@ -425,6 +425,15 @@ def _rerun_champion(
         int(config.get("seed", 0)), min_history, config.get("processors"),
         config.get("backtest") or {}, track=False,
     )  # fmt: skip
+
+
+def _log_figure(fig: Any, path: str) -> None:
+    """Log a figure and close it: pyplot keeps every open figure alive otherwise."""
+    import matplotlib.pyplot as plt
+    import mlflow
+
+    mlflow.log_figure(fig, path)
+    plt.close(fig)
 
 
 def _fmt(metrics: dict[str, float]) -> str:
