@@ -80,25 +80,40 @@ def _table_exists(database_url: str, table: str) -> bool:
     return bool(frame["present"].iloc[0])
 
 
-def _manifest_non_features() -> set[str]:
-    """Columns of features_daily that dbt marks `meta: {feature: false}` (manifest if built)."""
-    target = os.environ.get("MARKETFLOW_DBT_TARGET_PATH") or str(
-        Path(__file__).resolve().parent.parent / "dbt" / "target"
-    )
-    path = Path(target) / "manifest.json"
-    if not path.exists():
-        return set()
-    try:
-        nodes = json.loads(path.read_text()).get("nodes", {})
-    except (OSError, ValueError):
-        return set()
+def _meta_says_not_a_feature(column: dict[str, Any]) -> bool:
+    meta = {**(column.get("meta") or {}), **((column.get("config") or {}).get("meta") or {})}
+    return meta.get("feature") is False
+
+
+def _non_feature_columns() -> set[str]:
+    """Columns of features_daily that dbt marks `meta: {feature: false}`: from the model's
+    YAML in the repository (always there) and from the built manifest when there is one."""
+    import yaml
+
+    root = Path(__file__).resolve().parent.parent / "dbt"
     out: set[str] = set()
-    for node in nodes.values():
-        if node.get("resource_type") == "model" and node.get("name") == "features_daily":
-            for name, column in node.get("columns", {}).items():
-                meta = {**column.get("meta", {}), **column.get("config", {}).get("meta", {})}
-                if meta.get("feature") is False:
-                    out.add(name)
+    for path in sorted((root / "models" / "marts").glob("*.yml")):
+        try:
+            doc = yaml.safe_load(path.read_text()) or {}
+        except (OSError, yaml.YAMLError):
+            continue
+        for model in doc.get("models") or []:
+            if model.get("name") == "features_daily":
+                for column in model.get("columns") or []:
+                    if _meta_says_not_a_feature(column):
+                        out.add(column["name"])
+    target = os.environ.get("MARKETFLOW_DBT_TARGET_PATH") or str(root / "target")
+    manifest = Path(target) / "manifest.json"
+    if manifest.exists():
+        try:
+            nodes = json.loads(manifest.read_text()).get("nodes", {})
+        except (OSError, ValueError):
+            nodes = {}
+        for node in nodes.values():
+            if node.get("resource_type") == "model" and node.get("name") == "features_daily":
+                for name, column in node.get("columns", {}).items():
+                    if _meta_says_not_a_feature(column):
+                        out.add(name)
     return out
 
 
@@ -112,7 +127,7 @@ def discover_features(database_url: str) -> list[str]:
         order by ordinal_position
         """,
     )
-    excluded = NOT_FEATURES | _manifest_non_features()
+    excluded = NOT_FEATURES | _non_feature_columns()
     features = [
         name
         for name, kind in zip(columns["column_name"], columns["data_type"], strict=True)

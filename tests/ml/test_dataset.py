@@ -128,10 +128,11 @@ def test_features_are_discovered_from_the_table_minus_keys_and_bookkeeping(
         cur.execute(
             "alter table marts.features_daily add column adj_close double precision,"
             " add column history_days bigint, add column sector text,"
-            " add column mom_60d double precision"
+            " add column mom_60d double precision, add column close_price double precision"
         )
     conn.close()
 
+    # close_price is numeric but dbt's YAML marks it `meta: {feature: false}`.
     assert discover_features(marts_url) == [*FEATURES, "mom_60d"]
 
 
