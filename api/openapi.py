@@ -51,7 +51,7 @@ _MODEL_PARAM = {
         "type": "string",
         "minLength": 1,
         "maxLength": 200,
-        "pattern": "^[^\\x00]*\\S[^\\x00]*$",
+        "pattern": "^[^\\x00]*[^\\x00\\s][^\\x00]*$",
     },
 }
 _NULLABLE_NUMBER = {"type": ["number", "null"]}

@@ -141,14 +141,24 @@ def decide_retraining(
     run_date: date,
     reasons: list[str],
     thresholds: Thresholds,
+    seen_until: date | None = None,
 ) -> Decision:
-    """Retrain when a threshold is crossed and the last request is older than the cool-down."""
+    """Retrain when a threshold is crossed, the last request is older than the cool-down, and
+    there is data the champion has not seen (`seen_until`: the last date its training run
+    read, its `test_end`): retraining on the same data would only rebuild the same model."""
 
     def decision(retrain: bool, message: str) -> Decision:
         return Decision(retrain, reasons, message, run_date, model_name, model_version)
 
     if not reasons:
         return decision(False, "no retraining: no threshold crossed")
+    if seen_until is not None and run_date <= seen_until:
+        return decision(
+            False,
+            f"no retraining: v{model_version} was trained and evaluated on data up to "
+            f"{seen_until}, so a retrain on data to {run_date} would learn nothing new; "
+            f"would have because {'; '.join(reasons)}",
+        )
     last = last_retrain_request(database_url, model_name)
     if last is not None and run_date < last + timedelta(days=thresholds.cooldown_days):
         return decision(
@@ -214,6 +224,7 @@ def _champion_context(settings: Settings) -> dict[str, Any]:
             f"{settings.model_name} v{champion.version} has no train_start/train_end "
             "(tags or run params): no reference window"
         )
+    seen = pick("test_end")
     features = [f for f in (pick("features") or "").split(",") if f]
     if not features:
         from ml.dataset import FEATURES
@@ -225,6 +236,7 @@ def _champion_context(settings: Settings) -> dict[str, Any]:
         "features": features,
         "label": pick("label") or DEFAULT_LABEL,
         "reference": (date.fromisoformat(start), date.fromisoformat(end)),
+        "seen_until": date.fromisoformat(seen) if seen else None,
     }
 
 
@@ -288,7 +300,13 @@ def monitor(
     )
     reasons = retrain_reasons(drift, quality, thresholds)
     decision = decide_retraining(
-        database_url, settings.model_name, champion["version"], day, reasons, thresholds
+        database_url,
+        settings.model_name,
+        champion["version"],
+        day,
+        reasons,
+        thresholds,
+        seen_until=champion["seen_until"],
     )
     log.info(drift.summary())
     log.info(quality.summary())

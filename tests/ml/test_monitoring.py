@@ -118,6 +118,14 @@ def test_thresholds_and_the_cool_down(make_database: Callable[[], str]) -> None:
     other = decide_retraining(url, "another_model", "1", day, ["x"], thresholds)
     assert other.retrain  # the cool-down is per model
 
+    # A champion that already saw the data up to the run date: retraining would learn nothing.
+    seen = decide_retraining(url, "third_model", "3", day, ["x"], thresholds, seen_until=day)
+    assert not seen.retrain and "would learn nothing new" in seen.message
+    newer = decide_retraining(
+        url, "third_model", "3", day, ["x"], thresholds, seen_until=day - timedelta(days=1)
+    )
+    assert newer.retrain
+
 
 def test_too_few_live_days_are_not_judged() -> None:
     from ml.live_quality import LiveQuality
