@@ -13,7 +13,7 @@ from datetime import timedelta
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, dag, task
 
 from dags.assets import FEATURES, MODEL, RETRAIN_REQUEST
-from dags.common import DEFAULT_ARGS, START_DATE, database_url
+from dags.common import DEFAULT_ARGS, database_url
 
 TRAINING_QUEUE = os.environ.get("MARKETFLOW_TRAINING_QUEUE", "default")
 TRAINING_POOL = os.environ.get("MARKETFLOW_TRAINING_POOL", "default_pool")
@@ -27,7 +27,9 @@ TRAINING_CONFIG = os.environ.get("MARKETFLOW_TRAINING_CONFIG", "")
         timetable=CronTriggerTimetable("0 6 * * 1", timezone="UTC"),
         assets=(FEATURES | RETRAIN_REQUEST),
     ),
-    start_date=START_DATE,
+    # No start_date: with one, a catchup=False cron timetable runs for the last Monday the
+    # moment the DAG is unpaused (before any features exist); without it, run_immediately=False
+    # waits for the next Monday. New features and retrain requests still start it at once.
     catchup=False,
     max_active_runs=1,
     tags=["marketflow", "ml", "mlflow"],
