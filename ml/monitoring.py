@@ -249,7 +249,20 @@ def drift_for_champion(
 ) -> DriftResult:
     settings = settings or get_settings()
     thresholds = thresholds or Thresholds()
-    champion = _champion_context(settings)
+    return _champion_drift(
+        database_url, settings, _champion_context(settings), thresholds, run_date, current_days
+    )
+
+
+def _champion_drift(
+    database_url: str,
+    settings: Settings,
+    champion: dict[str, Any],
+    thresholds: Thresholds,
+    run_date: date | None,
+    current_days: int | None = None,
+) -> DriftResult:
+    """Drift of the champion's own features: its training window against the last days."""
     return run_drift(
         database_url,
         reference_window=champion["reference"],
@@ -275,19 +288,7 @@ def monitor(
     settings = settings or get_settings()
     thresholds = thresholds or Thresholds()
     champion = _champion_context(settings)
-    drift = run_drift(
-        database_url,
-        reference_window=champion["reference"],
-        current_days=thresholds.current_days,
-        features=champion["features"],
-        reports_dir=settings.reports_dir,
-        model_name=settings.model_name,
-        model_version=champion["version"],
-        mlflow_run_id=champion["run_id"],
-        run_date=run_date,
-        drift_share_threshold=thresholds.drift_share,
-        tracking_uri=settings.mlflow_tracking_uri,
-    )
+    drift = _champion_drift(database_url, settings, champion, thresholds, run_date)
     day = run_date or _drift_run_date(database_url, drift)
     quality = live_quality(
         database_url,

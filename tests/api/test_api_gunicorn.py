@@ -9,7 +9,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 
@@ -44,6 +45,31 @@ def wait_for_health(base: str, server: subprocess.Popen, log: Path) -> None:
     raise AssertionError(f"no healthy answer within {STARTUP_TIMEOUT_S}s:\n{log.read_text()}")
 
 
+@contextmanager
+def gunicorn(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen]:
+    """`gunicorn -c api/gunicorn.conf.py` under `env`, healthy on MARKETFLOW_API_BIND before
+    the body runs; on the way out SIGTERM, then SIGKILL after 15 s (which fails the test)."""
+    with log.open("w") as log_file:
+        server = subprocess.Popen(
+            [str(GUNICORN), "-c", "api/gunicorn.conf.py"],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            wait_for_health(f"http://{env['MARKETFLOW_API_BIND']}", server, log)
+            yield server
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+                raise
+
+
 def test_gunicorn_serves_the_latest_signals(
     tmp_path: Path,
     unused_port: int,
@@ -67,39 +93,21 @@ def test_gunicorn_serves_the_latest_signals(
         "MARKETFLOW_API_DATABASE_URL": api_database_url,
         "MARKETFLOW_API_PIDFILE": str(pidfile),
     }
-    with log.open("w") as log_file:
-        server = subprocess.Popen(
-            [str(GUNICORN), "-c", "api/gunicorn.conf.py"],
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            wait_for_health(base, server, log)
-            assert int(pidfile.read_text()) == server.pid
+    with gunicorn(env, log) as server:
+        assert int(pidfile.read_text()) == server.pid
 
-            status, body = get_json(f"{base}/api/v1/signals/latest")
-            assert status == 401 and body["error"] == "unauthorized"
+        status, body = get_json(f"{base}/api/v1/signals/latest")
+        assert status == 401 and body["error"] == "unauthorized"
 
-            status, body = get_json(f"{base}/api/v1/signals/latest", api_key)
-            assert status == 200
-            assert body["trade_date"] == "2024-03-08"
-            assert body["count"] == 2
-            assert [(s["symbol"], s["rank"]) for s in body["signals"]] == [("AAPL", 1), ("NVDA", 2)]
+        status, body = get_json(f"{base}/api/v1/signals/latest", api_key)
+        assert status == 200
+        assert body["trade_date"] == "2024-03-08"
+        assert body["count"] == 2
+        assert [(s["symbol"], s["rank"]) for s in body["signals"]] == [("AAPL", 1), ("NVDA", 2)]
 
-            status, body = get_json(f"{base}/api/v1/signals/latest?limit=abc", api_key)
-            assert status == 400 and body["error"] == "bad_request"
-        finally:
-            server.terminate()
-            try:
-                returncode = server.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
-                raise
-
-    assert returncode == 0, log.read_text()
+        status, body = get_json(f"{base}/api/v1/signals/latest?limit=abc", api_key)
+        assert status == 400 and body["error"] == "bad_request"
+    assert server.returncode == 0, log.read_text()
     output = log.read_text()
     assert '"GET /api/v1/signals/latest HTTP/1.1" 200' in output  # access log on stdout
     assert not pidfile.exists()

@@ -4,7 +4,6 @@ headless Chromium (Debian's package)."""
 from __future__ import annotations
 
 import os
-import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.api.api_test_helpers import free_port, seed_demo
-from tests.api.test_api_gunicorn import GUNICORN, REPO_ROOT, wait_for_health
+from tests.api.test_api_gunicorn import gunicorn
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -53,22 +52,13 @@ def served(
         "MARKETFLOW_MODEL_NAME": model_name,
         "MARKETFLOW_DATA_DIR": str(tmp / "data"),
     }
-    log = tmp / "gunicorn.log"
-    with log.open("w") as log_file:
-        server = subprocess.Popen(
-            [str(GUNICORN), "-c", "api/gunicorn.conf.py"],
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            base = f"http://127.0.0.1:{port}"
-            wait_for_health(base, server, log)
-            yield {"base": base, "key": api_key, "model_name": model_name, **seeded}
-        finally:
-            server.terminate()
-            server.wait(timeout=15)
+    with gunicorn(env, tmp / "gunicorn.log"):
+        yield {
+            "base": f"http://127.0.0.1:{port}",
+            "key": api_key,
+            "model_name": model_name,
+            **seeded,
+        }
 
 
 @pytest.fixture(scope="module")
