@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from flask import abort, current_app
+from flask import Response, abort, current_app, send_file
 
 log = logging.getLogger(__name__)
 
@@ -234,6 +234,14 @@ def model_card() -> dict[str, Any] | None:
 
 def equity_curve_path() -> Path | None:
     return _guard("equity curve", lambda: registry().equity_curve())  # type: ignore[no-any-return]
+
+
+def equity_curve_response() -> Response:
+    """The champion's equity-curve PNG (404 JSON when it has none); for the API and the page."""
+    path = equity_curve_path()
+    if path is None:
+        abort(404, description="the champion has no equity curve")
+    return send_file(path, mimetype="image/png", max_age=3600)
 
 
 def score_symbols(conn: Any, symbols: list[str]) -> dict[str, Any]:

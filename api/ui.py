@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, abort, render_template_string, send_file
+from flask import Blueprint, Response, render_template_string
 from werkzeug.exceptions import HTTPException
 
 from api import champion as champion_mod
@@ -139,10 +139,7 @@ def home() -> str:
 
 @bp.get("/equity_curve.png")
 def equity_curve() -> Response:
-    path = champion_mod.equity_curve_path()
-    if path is None:
-        abort(404, description="the champion has no equity curve")
-    return send_file(path, mimetype="image/png", max_age=3600)
+    return champion_mod.equity_curve_response()
 
 
 _DOCS = """<!doctype html>

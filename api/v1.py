@@ -317,10 +317,7 @@ def champion_card() -> Response:
 
 @bp.get("/models/champion/equity_curve.png")
 def champion_equity_curve() -> Response:
-    path = champion_mod.equity_curve_path()
-    if path is None:
-        abort(404, description="the champion has no equity curve")
-    return send_file(path, mimetype="image/png", max_age=3600)
+    return champion_mod.equity_curve_response()
 
 
 @bp.post("/score")
