@@ -27,3 +27,26 @@ least(
     )
 )
 {%- endmacro %}
+
+
+{#-
+    The two CTEs every incremental mart starts with: `first_new_day` (see above) and
+    `symbols_to_update`, the symbols with a bar on or after it.
+-#}
+{% macro incremental_update_scope(relation) -%}
+first_new_day as (
+
+    select {{ incremental_first_date(relation) }} as first_date
+
+),
+
+symbols_to_update as (
+
+    select distinct
+        all_prices.symbol
+    from {{ ref('int_prices_adjusted') }} as all_prices
+    cross join first_new_day
+    where all_prices.trade_date >= first_new_day.first_date
+
+),
+{%- endmacro %}

@@ -33,21 +33,7 @@
 with
 
 {% if is_incremental() %}
-first_new_day as (
-
-    select {{ incremental_first_date(this) }} as first_date
-
-),
-
-symbols_to_update as (
-
-    select distinct
-        all_prices.symbol
-    from {{ ref('int_prices_adjusted') }} as all_prices
-    cross join first_new_day
-    where all_prices.trade_date >= first_new_day.first_date
-
-),
+{{ incremental_update_scope(this) }}
 
 context_starts as (
 
