@@ -2,7 +2,7 @@
     The first trade_date an incremental run must (re)write: the earliest bar of
     int_prices_adjusted that `relation` has not seen, i.e. missing from it or ingested after
     the newest bar it was built from (ingest bumps `ingested_at` when it corrects a row).
-    NULL when nothing is new. Every row from that date on is rebuilt, for every symbol, so
+    NULL when nothing is new ('infinity' once recorded in monitoring.dbt_rebuilds). Every row from that date on is rebuilt, for every symbol, so
     per-day cross-sectional ranks and history counts stay exact even after a back-fill.
     Two separate minimums (least() skips NULLs): an OR of both conditions would defeat the
     anti-join and probe the built table once per bar.
@@ -30,13 +30,15 @@ least(
 
 
 {#-
-    The two CTEs every incremental mart starts with: `first_new_day` (see above) and
-    `symbols_to_update`, the symbols with a bar on or after it.
+    The two CTEs every incremental mart starts with: `first_new_day` (see above; read from
+    monitoring.dbt_rebuilds when the model's pre-hook recorded it there) and
+    `symbols_to_update`, the symbols with a bar on or after it. The day is compared as a
+    scalar, not joined, so the scan of the prices is a plain filter.
 -#}
 {% macro incremental_update_scope(relation) -%}
 first_new_day as (
 
-    select {{ incremental_first_date(relation) }} as first_date
+    select {{ recorded_rebuild_start(incremental_first_date(relation)) }} as first_date
 
 ),
 
@@ -45,8 +47,7 @@ symbols_to_update as (
     select distinct
         all_prices.symbol
     from {{ ref('int_prices_adjusted') }} as all_prices
-    cross join first_new_day
-    where all_prices.trade_date >= first_new_day.first_date
+    where all_prices.trade_date >= (select first_new_day.first_date from first_new_day)
 
 ),
 {%- endmacro %}

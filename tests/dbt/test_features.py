@@ -33,7 +33,7 @@ import pytest
 from ingest.loader import load_prices as ingest_prices
 from ingest.providers.sample import SampleProvider
 from marketflow.db import drop_database, init_database
-from marketflow.dbt import DbtError, build, dbt_env, docs_generate, target_path
+from marketflow.dbt import DbtError, build, dbt_env, docs_generate, run_dbt, target_path
 from marketflow.settings import database_name, with_database
 from tests.dbt.reference import LABEL_HORIZONS, expected_features, expected_labels
 
@@ -467,6 +467,75 @@ def test_failed_data_test_raises_dbt_error(
 
     with pytest.raises(DbtError, match="no_such_model"):
         build(url, select="no_such_model")  # a typo must not pass as "nothing to do"
+
+
+def rebuilds(url: str) -> list[tuple[str, date | None, bool | None]]:
+    """monitoring.dbt_rebuilds of features_daily, oldest first: (rebuilt_from, tests_passed)."""
+    with psycopg2.connect(url) as conn, conn.cursor() as cur:
+        cur.execute(
+            "select rebuilt_from, tests_passed from monitoring.dbt_rebuilds"
+            " where model_name = 'features_daily' order by started_at"
+        )
+        rows = cur.fetchall()
+    conn.close()
+    return rows
+
+
+def execute(url: str, statement: str, *params: object) -> int:
+    with psycopg2.connect(url) as conn, conn.cursor() as cur:
+        cur.execute(statement, params)
+        count = cur.rowcount
+    conn.close()
+    return count
+
+
+def test_data_tests_check_each_rebuild_until_it_passes(
+    make_database: Callable[[], str], prices: pd.DataFrame
+) -> None:
+    """Data tests on an incremental mart read only the rows rebuilt since the last passing
+    run (macros/rebuild_log.sql); a failure keeps those rows in scope until a run passes."""
+    url = make_database()
+    days = sorted(prices.trade_date.unique())
+    insert_prices(url, prices[prices.trade_date < days[100]])
+    build(url)  # first build: the whole table, tested and verified
+    assert rebuilds(url) == [(None, True)]
+
+    # A day's rebuild is tested on its own rows: the compiled test reads from that day on.
+    insert_prices(url, prices[prices.trade_date == days[100]])
+    build(url)
+    assert rebuilds(url)[-1] == (days[100], True)
+    compiled = next(target_path().glob("run/marketflow/**/not_null_features_daily_adj_close.sql"))
+    assert f"trade_date >= '{days[100]}'::date" in compiled.read_text()
+
+    # Built without tests (`dbt run`), then a rebuilt row goes bad: the next build checks it,
+    # although it rebuilds nothing, and fails; the rows stay unverified until a run passes.
+    insert_prices(url, prices[(prices.trade_date > days[100]) & (prices.trade_date <= days[105])])
+    run_dbt(["run"], url)
+    assert rebuilds(url)[-1] == (days[101], None)
+    bad_day = days[103]
+    assert execute(url, "update marts.features_daily set rsi_14 = 150 where trade_date = %s"
+                   " and symbol = 'AAA'", bad_day) == 1  # fmt: skip
+    with pytest.raises(DbtError, match="accepted_range_features_daily_rsi_14"):
+        build(url)
+    assert [passed for _, passed in rebuilds(url)[-2:]] == [None, None]
+    assert rebuilds(url)[-1][0] == date.max or str(rebuilds(url)[-1][0]) == "infinity"
+
+    execute(url, "update marts.features_daily set rsi_14 = 50 where trade_date = %s"
+            " and symbol = 'AAA'", bad_day)  # fmt: skip
+    build(url)
+    assert all(passed for _, passed in rebuilds(url))
+
+    # Rows a passing run has verified are not read again by incremental runs; the whole
+    # table is, by `dbt test` with no unverified rebuild, or on request.
+    old_day = days[50]
+    execute(url, "update marts.features_daily set rsi_14 = 150 where trade_date = %s"
+            " and symbol = 'AAA'", old_day)  # fmt: skip
+    insert_prices(url, prices[prices.trade_date == days[106]])
+    build(url)
+    with pytest.raises(DbtError, match="accepted_range_features_daily_rsi_14"):
+        run_dbt(["test", "--select", "features_daily"], url)
+    with pytest.raises(DbtError, match="accepted_range_features_daily_rsi_14"):
+        run_dbt(["build", "--vars", '{"full_data_tests": true}'], url)
 
 
 def test_docs_are_the_feature_catalogue(built_url: str) -> None:

@@ -4,12 +4,16 @@
         incremental_strategy='delete+insert',
         unique_key=['symbol', 'trade_date'],
         on_schema_change='fail',
+        post_hook=["{{ ensure_index('source_ingested_at') }}"],
     )
 }}
 {#-
     Forward returns: the only model in the project allowed to look ahead, and only into its
     own label columns. lead() is NULL where the future row is not loaded yet. Horizons are
     recorded in the label_catalog seed (training leaves that many rows of gap).
+
+    The index on source_ingested_at serves incremental runs, which start looking for
+    corrected bars after its newest value (macros/incremental_first_date.sql).
 
     Incremental runs rebuild, for each symbol with new or corrected bars, every label from
     `longest_horizon` rows before the first new day on: those were the labels still waiting

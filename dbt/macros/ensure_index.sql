@@ -1,0 +1,23 @@
+{#-
+    Post-hook: a one-column btree index on `column` of the model's table, created when the
+    table has none (a full refresh builds a new table; an older table gains it on its next
+    run). Postgres names it; no fixed name can collide with the backup of a full refresh.
+-#}
+{% macro ensure_index(column) %}
+do $$
+begin
+    if not exists (
+        select 1
+        from pg_index as i
+        join pg_attribute as a
+            on a.attrelid = i.indrelid
+            and a.attnum = i.indkey[0]
+        where i.indrelid = '{{ this }}'::regclass
+            and i.indnkeyatts = 1
+            and a.attname = '{{ column }}'
+    ) then
+        create index on {{ this }} ({{ column }});
+    end if;
+end
+$$
+{% endmacro %}
