@@ -818,3 +818,19 @@ def test_docker_compose_config_validates(tmp_path):
         timeout=60,
     )
     assert proc.returncode == 0, proc.stderr
+
+
+def test_the_api_reads_the_drift_reports_the_workers_write(services):
+    """GET /api/v1/drift/<run_id>/report opens the path the monitoring task stored: the API
+    must see the workers' data folder at the same path (read-only)."""
+
+    def mounts(name: str) -> dict[str, str]:
+        volumes = [v for v in services[name].get("volumes", []) if isinstance(v, str)]
+        return {v.split(":")[1]: v for v in volumes if v.count(":") >= 1}
+
+    data_dir = _environment(services["airflow-worker"])["MARKETFLOW_DATA_DIR"]
+    assert _environment(services["api"])["MARKETFLOW_DATA_DIR"] == data_dir
+    worker_volume = mounts("airflow-worker")[data_dir].split(":")[0]
+    api_mount = mounts("api")[data_dir]
+    assert api_mount.split(":")[0] == worker_volume
+    assert api_mount.endswith(":ro")

@@ -21,3 +21,21 @@ begin
 end
 $$
 {% endmacro %}
+
+
+{#-
+    Post-hook: ANALYZE the model's table when it has never been analyzed (a first build or a
+    full refresh: pg_class.reltuples is -1; run it before ensure_index(), as CREATE INDEX
+    sets reltuples). Without statistics the planner guesses that a filter on trade_date keeps
+    a third of the table and scans all of it, which the next incremental run and its data
+    tests would pay for; autovacuum may be off or late.
+-#}
+{% macro analyze_if_new() %}
+do $$
+begin
+    if (select reltuples from pg_class where oid = '{{ this }}'::regclass) < 0 then
+        analyze {{ this }};
+    end if;
+end
+$$
+{% endmacro %}

@@ -10,6 +10,7 @@
             "{{ record_rebuild(incremental_first_date(this)) }}",
         ],
         post_hook=[
+            "{{ analyze_if_new() }}",
             "{{ ensure_index('trade_date') }}",
             "{{ ensure_index('source_ingested_at') }}",
         ],

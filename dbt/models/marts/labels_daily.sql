@@ -4,7 +4,7 @@
         incremental_strategy='delete+insert',
         unique_key=['symbol', 'trade_date'],
         on_schema_change='fail',
-        post_hook=["{{ ensure_index('source_ingested_at') }}"],
+        post_hook=["{{ analyze_if_new() }}", "{{ ensure_index('source_ingested_at') }}"],
     )
 }}
 {#-
