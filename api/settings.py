@@ -44,8 +44,9 @@ class ApiSettings:
     pool_size: int = field(default_factory=lambda: _env_int("MARKETFLOW_API_DB_POOL_SIZE", 4))
     bind: str = field(default_factory=lambda: _env("MARKETFLOW_API_BIND", "127.0.0.1:8000"))
     workers: int = field(default_factory=lambda: _env_int("MARKETFLOW_API_WORKERS", 2))
-    # Threads per worker (1: gunicorn's sync worker; more: gthread, with keep-alive).
-    threads: int = field(default_factory=lambda: _env_int("MARKETFLOW_API_THREADS", 4))
+    # Threads per worker (1: gunicorn's sync worker; more: gthread, with keep-alive); see
+    # api/gunicorn.conf.py for why 1 is the default.
+    threads: int = field(default_factory=lambda: _env_int("MARKETFLOW_API_THREADS", 1))
     pidfile: str | None = field(
         default_factory=lambda: os.environ.get("MARKETFLOW_API_PIDFILE") or None
     )

@@ -244,6 +244,8 @@ def main() -> int:
             "connections": args.connections,
             "threads": args.threads,
             "workers": args.workers,
+            # Threads per worker from MARKETFLOW_API_THREADS (1: sync worker; >1: gthread).
+            "gunicorn_threads": int(os.environ.get("MARKETFLOW_API_THREADS") or 1),
             "duration_s": args.duration,
             "rounds": args.rounds,
             "symbols": args.symbols,
