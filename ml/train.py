@@ -104,7 +104,10 @@ def prepare(database_url: str, config: dict[str, Any]) -> Prepared:
     available = _label_columns(database_url)
     if label not in available:
         raise ValueError(f"label {label!r} is not a column of marts.labels_daily")
-    labels = [label] + [c for c in ("fwd_ret_1d",) if c in available and c != label]
+    # Besides the label: the LSTM's auxiliary head (fwd_ret_1d) and the RL trader's reward
+    # (trade_ret_1d). Neither is a feature; the walk-forward purges by the label's horizon.
+    extra = ("fwd_ret_1d", "trade_ret_1d")
+    labels = [label] + [c for c in extra if c in available and c != label]
     frame, features = load_panel(database_url, config.get("features"), labels)
     horizon = label_horizon(label, database_url)
     panel = Panel(frame, features, label, horizon)

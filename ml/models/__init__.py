@@ -14,6 +14,7 @@ REGISTRY = {
     "lstm_attention": "ml.models.neural:LSTMAttentionModel",
     "transformer": "ml.models.neural:TransformerModel",
     "ensemble": "ml.models.ensemble:EnsembleModel",
+    "rl_trader": "ml.models.rl:PolicyGradientTrader",
 }
 
 

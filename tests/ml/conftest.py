@@ -85,6 +85,8 @@ def synthetic_frame(
     noise = rng.normal(0, 0.01, len(frame))
     frame["fwd_ret_5d"] = 0.01 * signal * frame["f_signal"] + noise
     frame["fwd_ret_1d"] = frame["fwd_ret_5d"] / 5 + rng.normal(0, 0.002, len(frame))
+    # Tradeable next-day return (the RL trader's reward): the same signal, a day later.
+    frame["trade_ret_1d"] = 0.004 * signal * frame["f_signal"] + rng.normal(0, 0.01, len(frame))
     frame["in_universe"] = True
     return frame
 

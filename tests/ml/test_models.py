@@ -19,6 +19,7 @@ from ml.models.ensemble import EnsembleModel
 from ml.models.gbdt import XGBModel
 from ml.models.linear import RidgeModel
 from ml.models.neural import LSTMAttentionModel, MLPModel, TransformerModel
+from ml.models.rl import PolicyGradientTrader
 from ml.pyfunc import SignalModel
 from ml.train import DEFAULT_CONFIG
 from ml.trainer import Trainer, TrainerConfig
@@ -34,6 +35,7 @@ CLASSES = {
     "ensemble_mean": EnsembleModel,
     "ensemble_weighted": EnsembleModel,
     "ensemble_stacking": EnsembleModel,
+    "rl_trader": PolicyGradientTrader,
 }
 # Small and quick: the same classes as the config with test-sized training.
 FAST = {"epochs": 6, "lr": 0.01, "batch_size": 128, "patience": 3}
