@@ -113,19 +113,16 @@ coalesce(
     config, and cut a mart that has rebuild rows to its unverified rows.
 -#}
 {% macro default__get_where_subquery(relation) -%}
-    {%- set where = config.get('where', '') -%}
+    {%- set conditions = [] -%}
     {%- set models = _rebuilt_models(relation) -%}
     {%- if models and not var('full_data_tests', false) -%}
-        {%- set filtered -%}
-            (select * from {{ relation }} where trade_date >= {{ unverified_since(models) }}
-            {%- if where %} and ({{ where }}){% endif %}) dbt_subquery
-        {%- endset -%}
-        {%- do return(filtered) -%}
-    {%- elif where -%}
-        {%- set filtered -%}
-            (select * from {{ relation }} where {{ where }}) dbt_subquery
-        {%- endset -%}
-        {%- do return(filtered) -%}
+        {%- do conditions.append('trade_date >= ' ~ unverified_since(models)) -%}
+    {%- endif -%}
+    {%- if config.get('where', '') -%}
+        {%- do conditions.append('(' ~ config.get('where') ~ ')') -%}
+    {%- endif -%}
+    {%- if conditions -%}
+        {%- do return('(select * from ' ~ relation ~ ' where ' ~ conditions | join(' and ') ~ ') dbt_subquery') -%}
     {%- else -%}
         {%- do return(relation) -%}
     {%- endif -%}

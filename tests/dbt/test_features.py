@@ -36,6 +36,7 @@ from marketflow.db import drop_database, init_database
 from marketflow.dbt import DbtError, build, dbt_env, docs_generate, run_dbt, target_path
 from marketflow.settings import database_name, with_database
 from tests.dbt.reference import LABEL_HORIZONS, expected_features, expected_labels
+from tests.helpers import query
 
 RTOL, ATOL = 1e-9, 1e-12
 METADATA = {"symbol", "trade_date", "adj_close", "history_days", "close_price"}
@@ -469,16 +470,13 @@ def test_failed_data_test_raises_dbt_error(
         build(url, select="no_such_model")  # a typo must not pass as "nothing to do"
 
 
-def rebuilds(url: str) -> list[tuple[str, date | None, bool | None]]:
+def rebuilds(url: str) -> list[tuple]:
     """monitoring.dbt_rebuilds of features_daily, oldest first: (rebuilt_from, tests_passed)."""
-    with psycopg2.connect(url) as conn, conn.cursor() as cur:
-        cur.execute(
-            "select rebuilt_from, tests_passed from monitoring.dbt_rebuilds"
-            " where model_name = 'features_daily' order by started_at"
-        )
-        rows = cur.fetchall()
-    conn.close()
-    return rows
+    return query(
+        url,
+        "select rebuilt_from, tests_passed from monitoring.dbt_rebuilds"
+        " where model_name = 'features_daily' order by started_at",
+    )
 
 
 def execute(url: str, statement: str, *params: object) -> int:
