@@ -24,12 +24,15 @@ TRAINING_CONFIG = os.environ.get("MARKETFLOW_TRAINING_CONFIG", "")
 @dag(
     dag_id="marketflow_training",
     schedule=AssetOrTimeSchedule(
-        timetable=CronTriggerTimetable("0 6 * * 1", timezone="UTC"),
+        # run_immediately=timedelta(0), not False: Airflow 3.3 treats False like None, which
+        # runs the past tick when it is less than a tenth of the period old (16.8 h here), so
+        # unpausing on a Monday afternoon trained at once for that morning's 06:00.
+        timetable=CronTriggerTimetable("0 6 * * 1", timezone="UTC", run_immediately=timedelta(0)),
         assets=(FEATURES | RETRAIN_REQUEST),
     ),
     # No start_date: with one, a catchup=False cron timetable runs for the last Monday the
-    # moment the DAG is unpaused (before any features exist); without it, run_immediately=False
-    # waits for the next Monday. New features and retrain requests still start it at once.
+    # moment the DAG is unpaused (before any features exist); without one, it waits for the
+    # next Monday 06:00. New features and retrain requests still start it at once.
     catchup=False,
     max_active_runs=1,
     tags=["marketflow", "ml", "mlflow"],
@@ -40,9 +43,12 @@ def marketflow_training():
     @task(execution_timeout=timedelta(minutes=20))
     def check_data() -> dict:
         """Folds and the leakage guard, on CPU, before any GPU time is spent."""
+        from airflow.sdk.exceptions import AirflowSkipException
         from ml.leakage import check_leakage
-        from ml.train import DEFAULT_CONFIG, load_config, prepare
+        from ml.train import DEFAULT_CONFIG, has_labelled_features, load_config, prepare
 
+        if not has_labelled_features(database_url()):
+            raise AirflowSkipException("no features built yet: nothing to train on")
         config = load_config(TRAINING_CONFIG or DEFAULT_CONFIG)
         prepared = prepare(database_url(), config)
         folds = prepared.folds

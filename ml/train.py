@@ -98,6 +98,20 @@ def _label_columns(database_url: str) -> set[str]:
     return set(frame["column_name"])
 
 
+def has_labelled_features(database_url: str) -> bool:
+    """Whether the marts exist and hold rows: a weekly tick before the first features build
+    has nothing to train on and is skipped, not failed."""
+    frame = read_sql(
+        database_url,
+        "select to_regclass('marts.features_daily') is not null"
+        " and to_regclass('marts.labels_daily') is not null as built",
+    )
+    if not bool(frame["built"].iloc[0]):
+        return False
+    frame = read_sql(database_url, "select exists (select 1 from marts.labels_daily) as rows")
+    return bool(frame["rows"].iloc[0])
+
+
 def prepare(database_url: str, config: dict[str, Any]) -> Prepared:
     """Panel, folds and the history every model needs, from the marts and the config."""
     label = config.get("label", DEFAULT_LABEL)

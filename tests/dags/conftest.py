@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from marketflow.db import drop_database, ensure_database
+from marketflow.db import drop_database, ensure_database, ensure_role
 from marketflow.settings import database_name
 
 
@@ -31,6 +31,7 @@ def airflow_db(admin_url: str) -> Iterator[str]:
     url = os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
     name = database_name(url)
     drop_database(admin_url, name)
+    ensure_role(admin_url, "marketflow")  # a fresh server has no role until a bootstrap
     ensure_database(admin_url, name, "marketflow")
     Path(os.environ["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
     _airflow("db", "migrate")

@@ -140,23 +140,41 @@ def test_training_runs_on_new_features_a_retrain_request_or_weekly(dagbag):
     assert (train.queue, train.pool) == ("default", "default_pool")  # env picks gpu on Celery
 
 
-def test_weekly_training_waits_for_its_monday(dagbag):
-    """Unpausing the training DAG must not start a run for last Monday: it would train before
-    the first features exist (the demo saw it fail, retry and train a third time)."""
-    import pendulum
-    from airflow.timetables.base import TimeRestriction
-    from airflow.timetables.trigger import CronTriggerTimetable
+# A fixed "now" for every weekday, and around Monday 06:00 UTC (the weekly tick) on both sides.
+UNPAUSED_AT = [
+    "2026-11-23T05:59:00",  # Monday, just before the tick
+    "2026-11-23T06:00:00",  # Monday, on the tick
+    "2026-11-23T06:01:00",  # Monday, just after: the morning's tick is already stale
+    "2026-11-23T15:00:00",  # Monday afternoon (Airflow's default ran the 06:00 tick here)
+    "2026-11-23T23:59:00",
+    "2026-11-24T12:00:00",  # Tuesday
+    "2026-11-25T12:00:00",
+    "2026-11-26T12:00:00",
+    "2026-11-27T12:00:00",
+    "2026-11-28T12:00:00",
+    "2026-11-29T23:59:59",  # Sunday, a second before Monday
+]
 
-    dag = dagbag.get_dag("marketflow_training")
-    cron = dag.timetable.timetable  # the cron part of AssetOrTimeSchedule, as the DAG file has it
-    # ... as the scheduler evaluates it, with the restriction the DAG's own settings give.
-    scheduler_side = CronTriggerTimetable(
-        cron.expression, timezone=cron.timezone, run_immediately=cron.run_immediately
+
+@pytest.mark.parametrize("now", UNPAUSED_AT)
+def test_weekly_training_waits_for_its_monday(dagbag, now):
+    """Unpausing the training DAG never runs a stale weekly tick: the first scheduled run is
+    the next Monday 06:00 UTC at or after the moment of unpausing, never one in the past (a
+    past tick would train before the first features exist; the demo saw it fail, retry and
+    register a second, identical version)."""
+    import pendulum
+    import time_machine
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    # The DAG as the scheduler sees it: serialized, then read back.
+    dag = DagSerialization.from_dict(
+        DagSerialization.to_dict(dagbag.get_dag("marketflow_training"))
     )
-    info = scheduler_side.next_dagrun_info(
-        last_automated_data_interval=None,
-        restriction=TimeRestriction(earliest=dag.start_date, latest=None, catchup=dag.catchup),
-    )
-    now = pendulum.now("UTC")
-    assert info is not None and now < info.run_after <= now.add(days=7)
-    assert info.run_after.day_of_week == pendulum.MONDAY
+    frozen = pendulum.parse(now, tz="UTC")
+    with time_machine.travel(frozen, tick=False):
+        info = dag.next_dagrun_info(last_automated_run_info=None)
+    assert info is not None
+    monday_six = frozen.start_of("week").add(hours=6)  # pendulum weeks start on Monday
+    expected = monday_six if frozen <= monday_six else monday_six.add(weeks=1)
+    assert info.run_after == expected, f"unpaused at {now}: first run {info.run_after}"
+    assert info.run_after >= frozen

@@ -232,3 +232,18 @@ def load_config_dict() -> dict:
 def _folds(market_url: str) -> list:
     config = {**TINY_CONFIG, "walk_forward": {**TINY_CONFIG["walk_forward"], "max_folds": 3}}
     return prepare(market_url, config).folds
+
+
+def test_a_database_without_built_marts_has_nothing_to_train_on(make_database, market_url) -> None:
+    """The training DAG's weekly tick skips (not fails) before the first features build."""
+    from ml.train import has_labelled_features
+
+    empty = make_database()
+    assert has_labelled_features(empty) is False
+    with psycopg2.connect(empty) as conn, conn.cursor() as cur:  # built, but no rows yet
+        cur.execute("create schema if not exists marts")
+        cur.execute("create table marts.features_daily (symbol text)")
+        cur.execute("create table marts.labels_daily (symbol text)")
+    conn.close()
+    assert has_labelled_features(empty) is False
+    assert has_labelled_features(market_url) is True
