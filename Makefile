@@ -39,10 +39,11 @@ test: setup lint ## lint, then the whole test suite against the local PostgreSQL
 test-fast: setup ## the suite without the end-to-end Airflow runs
 	$(PY) -m pytest -m "not e2e"
 
-lint: setup ## ruff (lint + format check) and mypy on ingest/, ml/, api/
+lint: setup ## ruff (lint + format check), mypy (strict on core/ and ml/), sqlfluff on dbt/models
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/sqlfluff lint --disable-progress-bar dbt/models
 
 lock: ## re-pin requirements.txt from requirements.in
 	uv pip compile requirements.in --python 3.11 --find-links $(WHEELS) --emit-find-links --no-header -o requirements.txt

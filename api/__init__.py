@@ -11,26 +11,29 @@ from typing import Any
 
 from flask import Flask
 
-from api import auth, db, errors, ui, v1
-from api.settings import get_api_settings
+from api import auth, db, errors, openapi, pages
+from api.resources import BLUEPRINTS
+from core.settings import get_settings
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app; `config` overrides the settings read from the environment."""
-    settings = get_api_settings()
+    settings = get_settings()
+    api = settings.api
     app = Flask(__name__)
     app.config.from_mapping(
-        DATABASE_URL=settings.database_url,
-        DATABASE_CONNECT_TIMEOUT=settings.connect_timeout,
-        DATABASE_STATEMENT_TIMEOUT_MS=settings.statement_timeout_ms,
-        DATABASE_POOL_SIZE=settings.pool_size,
-        MLFLOW_TRACKING_URI=settings.mlflow_tracking_uri,
-        MLFLOW_UI_URL=settings.mlflow_ui_url,
-        MODEL_NAME=settings.model_name,
-        DATA_DIR=settings.data_dir,
-        KEY_CACHE_SECONDS=settings.key_cache_seconds,
-        SIGNALS_CACHE_SECONDS=settings.signals_cache_seconds,
-        CHAMPION_CHECK_SECONDS=settings.champion_check_seconds,
+        DATABASE_URL=api.database_url,
+        DATABASE_CONNECT_TIMEOUT=api.connect_timeout,
+        DATABASE_STATEMENT_TIMEOUT_MS=api.statement_timeout_ms,
+        DATABASE_POOL_SIZE=api.pool_size,
+        MLFLOW_TRACKING_URI=settings.mlflow.tracking_uri,
+        MLFLOW_UI_URL=settings.mlflow.ui_url,
+        MODEL_NAME=settings.mlflow.model_name,
+        DATA_DIR=str(settings.data_dir),
+        KEY_CACHE_SECONDS=api.key_cache_seconds,
+        SIGNALS_CACHE_SECONDS=api.signals_cache_seconds,
+        CHAMPION_CHECK_SECONDS=api.champion_check_seconds,
+        **openapi.openapi_config("MarketFlow signals API"),
     )
     if config:
         app.config.from_mapping(config)
@@ -38,9 +41,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     db.init_app(app)
     errors.init_app(app)
-    auth.init_app(app)
-    app.register_blueprint(v1.bp)
-    app.register_blueprint(ui.bp)
+    auth.init_app(app, keyed_blueprints=[blp.name for blp in BLUEPRINTS])
+    smorest = openapi.init_app(app)
+    for blp in BLUEPRINTS:
+        smorest.register_blueprint(blp)
+    app.register_blueprint(pages.bp)
     return app
 
 

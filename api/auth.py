@@ -1,4 +1,5 @@
-"""Bearer-key authentication for `/api/v1`; health, the OpenAPI document and the docs are open.
+"""Bearer-key authentication for the `/api/v1` resources; health is open, and so are the
+OpenAPI document and the docs (flask-smorest's own blueprint, which needs no key).
 
 A key is valid while its SHA-256 is in `api.api_keys` and not revoked. Valid hashes are
 remembered per worker for `KEY_CACHE_SECONDS`, so a revoked key stops working within that
@@ -9,17 +10,19 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterable
 
 from flask import Flask, current_app, request
 from werkzeug.exceptions import Unauthorized
+from werkzeug.wrappers import Response
 
+from api import queries
 from api.db import fetch_all
 from api.keys import hash_key
 
-OPEN_ENDPOINTS = frozenset({"v1.health", "v1.openapi", "v1.docs"})
+OPEN_ENDPOINTS = frozenset({"health.health"})
 _CACHE_KEY = "marketflow_api.key_cache"
-
-_KEY_SQL = "select key_id from api.api_keys where key_hash = %s and revoked_at is null"
+_PROTECTED_KEY = "marketflow_api.keyed_blueprints"
 
 
 class KeyCache:
@@ -40,7 +43,7 @@ class KeyCache:
 
 
 def require_key() -> None:
-    if request.endpoint is None or not request.blueprint == "v1":
+    if request.endpoint is None or request.blueprint not in current_app.extensions[_PROTECTED_KEY]:
         return
     if request.endpoint in OPEN_ENDPOINTS or request.method == "OPTIONS":
         return
@@ -55,17 +58,20 @@ def require_key() -> None:
     cache: KeyCache = current_app.extensions[_CACHE_KEY]
     if cache.is_valid(key_hash):
         return
-    if not fetch_all(_KEY_SQL, (key_hash,)):
+    if not fetch_all(queries.ACTIVE_KEY, (key_hash,)):
         raise Unauthorized(description="invalid or revoked API key")
     cache.remember(key_hash, float(current_app.config["KEY_CACHE_SECONDS"]))
 
 
-def init_app(app: Flask) -> None:
-    app.extensions[_CACHE_KEY] = KeyCache()
-    app.before_request(require_key)
+def challenge(response: Response) -> Response:
+    if response.status_code == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="marketflow"'
+    return response
 
-    @app.after_request
-    def _challenge(response):  # type: ignore[no-untyped-def]
-        if response.status_code == 401:
-            response.headers["WWW-Authenticate"] = 'Bearer realm="marketflow"'
-        return response
+
+def init_app(app: Flask, keyed_blueprints: Iterable[str]) -> None:
+    """Every route of `keyed_blueprints` but OPEN_ENDPOINTS needs a valid key."""
+    app.extensions[_CACHE_KEY] = KeyCache()
+    app.extensions[_PROTECTED_KEY] = frozenset(keyed_blueprints)
+    app.before_request(require_key)
+    app.after_request(challenge)

@@ -1,6 +1,7 @@
 """The champion seen from the API: its model card and, for on-demand scoring, the model itself.
 
-Nothing here imports MLflow until a route needs it. The registry alias is re-read at most
+The card's fields come from `ml.registry.card`, the one reader of a version's metadata; the
+API adds what only it knows (links to the MLflow UI and to the equity curve). Nothing here imports MLflow until a route needs it. The registry alias is re-read at most
 every `CHAMPION_CHECK_SECONDS`, by one request while the others go on with what they have, so
 scoring stays fast and a moved alias is noticed within a few seconds. A request holds on to
 the `Champion` it started with: a reload swaps the reference, it never mutates a model in use.
@@ -11,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,18 +21,6 @@ from flask import Response, abort, current_app, send_file
 log = logging.getLogger(__name__)
 
 _KEY = "marketflow_api.champion"
-CARD_METRICS = (
-    "ic",
-    "rank_ic",
-    "icir",
-    "directional_accuracy",
-    "mae",
-    "rmse",
-    "sharpe",
-    "annual_return",
-    "max_drawdown",
-    "benchmark_sharpe",
-)
 EQUITY_CURVE = "plots/equity_curve.png"
 
 
@@ -104,12 +94,13 @@ class ChampionRegistry:
         try:
             current = self._champion
             if current is None or current.version != str(version.version):
-                from marketflow.settings import Settings
+                from core.settings import MlflowSettings, Settings
                 from ml.inference import load_champion
 
-                loaded = load_champion(
-                    Settings(mlflow_tracking_uri=self.tracking_uri, model_name=self.model_name)
+                mlflow_settings = MlflowSettings(
+                    tracking_uri=self.tracking_uri, model_name=self.model_name
                 )
+                loaded = load_champion(Settings(mlflow=mlflow_settings))
                 if loaded is not None:
                     log.info("loaded champion %s v%s", loaded.name, loaded.version)
                     self._champion = loaded
@@ -129,44 +120,29 @@ class ChampionRegistry:
         return card
 
     def _build_card(self, version: Any) -> dict[str, Any]:
+        """The model card's JSON: ml.registry.card reads the version's metadata."""
+        from ml.registry.card import TAG_METRICS, card_from_version
+
         client = self.client()
-        tags: dict[str, str] = dict(version.tags or {})
-        run = client.get_run(version.run_id)
-        params: dict[str, str] = dict(run.data.params)
-
-        def pick(name: str) -> str | None:
-            return tags.get(name) or params.get(name) or None
-
-        metrics: dict[str, float] = {}
-        for name in CARD_METRICS:
-            raw = tags.get(f"metric.{name}", tags.get(name))
-            if raw is None:
-                continue
-            try:
-                metrics[name] = float(raw)
-            except ValueError:
-                continue
-        features = [f for f in (pick("features") or "").split(",") if f]
-        artifacts = {a.path for a in client.list_artifacts(version.run_id, "plots")}
+        card = card_from_version(version, client.get_run(version.run_id))
+        artifacts = {a.path for a in client.list_artifacts(card.run_id, "plots")}
         run_url = None
         base = self.ui or (self.tracking_uri if self.tracking_uri.startswith("http") else "")
-        if base:
-            run_url = f"{base}/#/experiments/{run.info.experiment_id}/runs/{version.run_id}"
-        lookback = pick("lookback")
-        horizon = pick("label_horizon")
+        if base and card.experiment_id is not None:
+            run_url = f"{base}/#/experiments/{card.experiment_id}/runs/{card.run_id}"
         return {
             "name": self.model_name,
-            "version": str(version.version),
-            "run_id": str(version.run_id),
-            "model": pick("model"),
-            "label": pick("label"),
-            "label_horizon": int(horizon) if horizon and horizon.isdigit() else None,
-            "lookback": int(lookback) if lookback and lookback.isdigit() else None,
-            "features": features,
-            "trained_window": {"start": pick("train_start"), "end": pick("train_end")},
-            "test_window": {"start": pick("test_start"), "end": pick("test_end")},
-            "metrics": metrics,
-            "registered_at": _iso_ms(version.creation_timestamp),
+            "version": card.version,
+            "run_id": card.run_id,
+            "model": card.model,
+            "label": card.label,
+            "label_horizon": card.label_horizon,
+            "lookback": card.lookback,
+            "features": list(card.features),
+            "trained_window": {"start": _iso(card.train_start), "end": _iso(card.train_end)},
+            "test_window": {"start": _iso(card.test_start), "end": _iso(card.test_end)},
+            "metrics": {k: card.metrics[k] for k in TAG_METRICS if k in card.metrics},
+            "registered_at": _iso_ms(card.registered_at_ms),
             "mlflow_run_url": run_url,
             "equity_curve_url": (
                 "/api/v1/models/champion/equity_curve.png" if EQUITY_CURVE in artifacts else None
@@ -177,7 +153,7 @@ class ChampionRegistry:
         card = self.card()
         if card is None or card["equity_curve_url"] is None:
             return None
-        path = self.cache_dir / self.model_name / card["version"] / EQUITY_CURVE
+        path = Path(self.cache_dir, self.model_name, str(card["version"]), EQUITY_CURVE)
         if not path.is_file():
             import shutil
             import tempfile
@@ -191,9 +167,11 @@ class ChampionRegistry:
         return path
 
 
-def _iso_ms(ms: int | None) -> str | None:
-    from datetime import UTC, datetime
+def _iso(day: date | None) -> str | None:
+    return day.isoformat() if day is not None else None
 
+
+def _iso_ms(ms: int | None) -> str | None:
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat() if ms else None
 
 

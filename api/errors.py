@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import psycopg2
 import psycopg2.errors
 from flask import Flask, Response, current_app, jsonify
@@ -20,10 +23,27 @@ def _error_code(exc: HTTPException) -> str:
     return (exc.name or "error").lower().replace(" ", "_").replace("'", "")
 
 
+def _first_message(messages: Any) -> str | None:
+    """The first message in webargs' nested `{location: {field: [message, ...]}}`."""
+    if isinstance(messages, str):
+        return messages
+    if isinstance(messages, Mapping):
+        messages = list(messages.values())
+    if isinstance(messages, list | tuple):
+        for value in messages:
+            found = _first_message(value)
+            if found:
+                return found
+    return None
+
+
 def handle_http_exception(exc: HTTPException) -> WerkzeugResponse:
     # Start from werkzeug's own response to keep its headers (Allow on 405, Retry-After...).
     response = exc.get_response()
-    body = jsonify(error=_error_code(exc), detail=exc.description or exc.name)
+    # A bad argument: webargs (through flask-smorest) puts the schema's messages on `data`.
+    data = getattr(exc, "data", None) or {}
+    detail = _first_message(data.get("messages")) or exc.description or exc.name
+    body = jsonify(error=_error_code(exc), detail=detail)
     response.set_data(body.get_data())
     response.content_type = body.content_type
     return response

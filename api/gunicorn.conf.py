@@ -1,11 +1,12 @@
 """gunicorn settings for the API: `gunicorn -c api/gunicorn.conf.py`.
 
-Read from the same `MARKETFLOW_API_*` variables as the app (see api/settings.py).
+Read from the same `MARKETFLOW_API_*` variables as the app (the `api` section of
+core/settings.py).
 """
 
-from api.settings import get_api_settings
+from core.settings import get_settings
 
-_settings = get_api_settings()
+_settings = get_settings().api
 
 wsgi_app = "api.wsgi:app"
 bind = [_settings.bind]

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime
 
 import psycopg2
+
+from core.db import connect
 
 KEY_PREFIX = "mf_"
 _NAME_MAX = 100
@@ -39,7 +40,7 @@ def create_key(database_url: str, name: str) -> tuple[ApiKey, str]:
     if not name or len(name) > _NAME_MAX:
         raise ValueError(f"a key name is 1 to {_NAME_MAX} characters")
     token = KEY_PREFIX + secrets.token_urlsafe(32)
-    with closing(psycopg2.connect(database_url)) as conn, conn, conn.cursor() as cur:
+    with connect(database_url) as conn, conn.cursor() as cur:
         try:
             cur.execute(
                 """
@@ -58,7 +59,7 @@ def create_key(database_url: str, name: str) -> tuple[ApiKey, str]:
 
 def revoke_key(database_url: str, name: str) -> int:
     """Revokes the active key named `name`; returns how many were revoked (0 or 1)."""
-    with closing(psycopg2.connect(database_url)) as conn, conn, conn.cursor() as cur:
+    with connect(database_url) as conn, conn.cursor() as cur:
         cur.execute(
             "update api.api_keys set revoked_at = now() where name = %s and revoked_at is null",
             (name,),
@@ -67,7 +68,7 @@ def revoke_key(database_url: str, name: str) -> int:
 
 
 def list_keys(database_url: str) -> list[ApiKey]:
-    with closing(psycopg2.connect(database_url)) as conn, conn.cursor() as cur:
+    with connect(database_url) as conn, conn.cursor() as cur:
         cur.execute(
             "select key_id, name, key_prefix, created_at, revoked_at"
             " from api.api_keys order by key_id"

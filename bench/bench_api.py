@@ -169,8 +169,8 @@ def main() -> int:
     args = parser.parse_args()
 
     from api.keys import create_key
-    from marketflow.db import drop_database, ensure_database, init_database
-    from marketflow.settings import with_database
+    from core.db import drop_database, ensure_database, init_database
+    from core.urls import with_database
     from tests.api.api_test_helpers import API_ROLE, as_role, seed_demo
 
     owner_url = with_database(ADMIN_URL, DATABASE).replace("://postgres@", "://marketflow@", 1)

@@ -27,11 +27,11 @@ from pathlib import Path
 import pandas as pd
 import psycopg2
 
+from core.db import drop_database, init_database
+from core.dbt import build, target_path
+from core.urls import with_database
 from ingest.loader import load_prices
 from ingest.providers.synthetic import SyntheticProvider
-from marketflow.db import drop_database, init_database
-from marketflow.dbt import build, target_path
-from marketflow.settings import with_database
 
 DATABASE = "mf_bench_features"
 ADMIN_URL = os.environ.get("MARKETFLOW_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")

@@ -27,10 +27,10 @@ from typing import Any
 import pandas as pd
 import psycopg2
 
-from ingest.providers import PRICE_COLUMNS
+from core.db import drop_database, init_database
+from core.urls import with_database
 from ingest.providers.synthetic import SyntheticProvider, symbol_name
-from marketflow.db import drop_database, init_database
-from marketflow.settings import with_database
+from ingest.schema import PRICE_COLUMNS
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -24,19 +24,19 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ml.dataset import SequenceWindows  # noqa: E402
-from ml.models.neural import _modules  # noqa: E402
-from ml.trainer import Trainer, TrainerConfig, pick_device  # noqa: E402
+from core.settings import get_settings  # noqa: E402
+from ml.data.windows import SequenceWindows  # noqa: E402
+from ml.models.neural import LSTMAttentionNet, Seq2SeqTransformer  # noqa: E402
+from ml.models.trainer import Trainer, TrainerConfig, pick_device  # noqa: E402
 
 LOOKBACK = 20
 
 
 def build(kind: str, n_features: int) -> torch.nn.Module:
     torch.manual_seed(0)
-    modules = _modules()
     if kind == "lstm_attention":
-        return modules["lstm"](n_features, 32, 2, 0.1, 2)
-    return modules["transformer"](n_features, 32, 4, 1, 0.1, 5, LOOKBACK)
+        return LSTMAttentionNet(n_features, 32, 2, 0.1, 2)
+    return Seq2SeqTransformer(n_features, 32, 4, 1, 0.1, 5, LOOKBACK)
 
 
 def bare_loop(module: torch.nn.Module, data: SequenceWindows, epochs: int, batch: int,
@@ -85,9 +85,9 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
 
-    device = pick_device()
+    device = pick_device("auto", get_settings().training.device)
     rng = np.random.default_rng(0)
-    X = torch.as_tensor(rng.normal(size=(args.rows, args.features)).astype(np.float32))  # noqa: N806
+    X = torch.as_tensor(rng.normal(size=(args.rows, args.features)).astype(np.float32))
     y = torch.as_tensor(rng.normal(size=(args.rows, 5)).astype(np.float32))
     rows = np.arange(LOOKBACK - 1, args.rows)
     # Targets: two horizons for the LSTM's heads, five daily steps for the Transformer.

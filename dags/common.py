@@ -16,6 +16,6 @@ DEFAULT_ARGS = {
 
 
 def database_url() -> str:
-    from marketflow.settings import get_settings
+    from core.settings import get_settings
 
-    return get_settings().database_url
+    return get_settings().db.url

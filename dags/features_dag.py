@@ -13,8 +13,8 @@ from pathlib import Path
 from airflow.sdk import dag, task
 from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
 from cosmos.constants import InvocationMode, LoadMode, TestBehavior
-from marketflow.dbt import dbt_env, target_path
 
+from core.dbt import dbt_env, target_path
 from dags.assets import FEATURES, RAW_PRICES
 from dags.common import DEFAULT_ARGS, START_DATE, database_url
 
@@ -76,7 +76,7 @@ def marketflow_features():
     @task
     def generate_docs() -> str:
         """`dbt docs generate`: the column catalogue analysts read (`dbt docs serve`)."""
-        from marketflow.dbt import docs_generate
+        from core.dbt import docs_generate
 
         docs_generate(database_url())
         return str(target_path() / "index.html")

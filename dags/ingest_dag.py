@@ -7,16 +7,17 @@ past range with `airflow backfill create --dag-id marketflow_ingest --from-date 
 or trigger with {"start": ..., "end": ...}.
 """
 
-import os
 from datetime import timedelta
 
 from airflow.sdk import Param, dag, task
 
+from core.settings import get_settings
 from dags.assets import RAW_PRICES
 from dags.common import DEFAULT_ARGS, START_DATE, database_url
 
-LOOKBACK_DAYS = int(os.environ.get("MARKETFLOW_INGEST_LOOKBACK_DAYS", "5"))
-MAX_FAILED_SHARE = float(os.environ.get("MARKETFLOW_INGEST_MAX_FAILED_SHARE", "0.2"))
+INGEST = get_settings().ingest
+LOOKBACK_DAYS = INGEST.lookback_days
+MAX_FAILED_SHARE = INGEST.max_failed_share
 
 
 @dag(
@@ -57,12 +58,18 @@ def marketflow_ingest():
     def load_prices(params=None, data_interval_start=None, data_interval_end=None) -> dict:
         from datetime import date
 
+        from core.settings import get_settings
         from ingest.loader import ingest
-        from marketflow.settings import get_settings
 
         settings = get_settings()
-        provider = params.get("provider") or settings.data_provider
-        options = {"path": params["path"]} if params.get("path") else {}
+        provider = params.get("provider") or settings.ingest.provider
+        options = {}
+        if params.get("path"):  # confined to the configured data roots
+            options = {
+                "path": params["path"],
+                "allowed_roots": settings.ingest.data_roots,
+                "max_file_bytes": settings.ingest.max_file_bytes,
+            }
         start = date.fromisoformat(params["start"]) if params.get("start") else None
         end = date.fromisoformat(params["end"]) if params.get("end") else None
         if start is None and data_interval_start is not None:

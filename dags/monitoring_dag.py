@@ -29,7 +29,7 @@ from dags.common import DEFAULT_ARGS, START_DATE, database_url
 def marketflow_monitoring():
     @task(outlets=[DRIFT], execution_timeout=timedelta(minutes=30))
     def monitor() -> dict:
-        from ml.monitoring import monitor
+        from ml.monitoring.monitor import monitor
 
         return monitor(database_url()).as_xcom()
 
@@ -39,7 +39,8 @@ def marketflow_monitoring():
         from datetime import date
 
         from airflow.sdk.exceptions import AirflowSkipException
-        from ml.monitoring import Decision, record_retrain_request
+
+        from ml.monitoring.retrain import Decision, record_retrain_request
 
         decision = Decision(
             **{**result["decision"], "run_date": date.fromisoformat(result["decision"]["run_date"])}

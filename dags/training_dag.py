@@ -7,18 +7,19 @@ Celery set MARKETFLOW_TRAINING_QUEUE=gpu and MARKETFLOW_TRAINING_POOL=gpu (creat
 `marketflow up`, or `airflow pools set gpu 1 "GPU training"`); LocalExecutor ignores queues.
 """
 
-import os
 from datetime import timedelta
 
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, dag, task
 
+from core.settings import get_settings
 from dags.assets import FEATURES, MODEL, RETRAIN_REQUEST
 from dags.common import DEFAULT_ARGS, database_url
 
-TRAINING_QUEUE = os.environ.get("MARKETFLOW_TRAINING_QUEUE", "default")
-TRAINING_POOL = os.environ.get("MARKETFLOW_TRAINING_POOL", "default_pool")
+TRAINING = get_settings().training
+TRAINING_QUEUE = TRAINING.queue
+TRAINING_POOL = TRAINING.pool
 # A config file other than ml/config/models.yaml (e.g. ml/config/full.yaml on a GPU worker).
-TRAINING_CONFIG = os.environ.get("MARKETFLOW_TRAINING_CONFIG", "")
+TRAINING_CONFIG = TRAINING.config
 
 
 @dag(
@@ -44,8 +45,11 @@ def marketflow_training():
     def check_data() -> dict:
         """Folds and the leakage guard, on CPU, before any GPU time is spent."""
         from airflow.sdk.exceptions import AirflowSkipException
-        from ml.leakage import check_leakage
-        from ml.train import DEFAULT_CONFIG, has_labelled_features, load_config, prepare
+
+        from ml.config import DEFAULT_CONFIG, load_config
+        from ml.data.handler import has_labelled_features
+        from ml.prepare import prepare
+        from ml.train import guard_leakage
 
         if not has_labelled_features(database_url()):
             raise AirflowSkipException("no features built yet: nothing to train on")
@@ -53,9 +57,7 @@ def marketflow_training():
         prepared = prepare(database_url(), config)
         folds = prepared.folds
         panel = prepared.panel
-        rows = panel.samples(folds[0].train_start, folds[-1].train_end, prepared.min_history,
-                             folds[-1].valid_start)  # fmt: skip
-        check_leakage(panel, rows, float(config.get("max_abs_feature_corr", 0.3)))
+        guard_leakage(prepared)
         return {
             "features": len(panel.features),
             "folds": len(folds),
@@ -70,7 +72,8 @@ def marketflow_training():
         execution_timeout=timedelta(hours=2),
     )
     def train_and_register(plan: dict) -> dict:
-        from ml.train import DEFAULT_CONFIG, train
+        from ml.config import DEFAULT_CONFIG
+        from ml.train import train
 
         print(f"plan: {plan}")
         result = train(database_url(), config_path=TRAINING_CONFIG or DEFAULT_CONFIG)

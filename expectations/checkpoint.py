@@ -19,9 +19,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import psycopg2
 from psycopg2.extras import Json
 
+from core.db import connect
+from core.urls import libpq_url, sqlalchemy_url
 from expectations._gx import load_gx
 from expectations.suites import KEY_COLUMNS, SUITES
 
@@ -77,7 +78,7 @@ class ValidationFailed(RuntimeError):
 
 def default_docs_dir() -> Path:
     """Where Data Docs go unless the caller says otherwise: reports/data_docs in the data dir."""
-    from marketflow.settings import get_settings
+    from core.settings import get_settings
 
     return get_settings().reports_dir / "data_docs"
 
@@ -166,7 +167,7 @@ def _run_gx_checkpoint(
     )
     datasource = context.data_sources.add_postgres(
         name="marketflow",
-        connection_string=_sqlalchemy_url(database_url),
+        connection_string=sqlalchemy_url(database_url),
         # Read only: no temp tables. GX 1.14+ deprecates a table asset's `schema_name` in
         # favour of the connection's own schema, which for Postgres is its search_path.
         create_temp_table=False,
@@ -275,41 +276,29 @@ def _describe_failure(failure: dict[str, Any]) -> str:
 
 
 def _record(database_url: str, summary: ValidationSummary) -> ValidationSummary:
-    conn = psycopg2.connect(_libpq_url(database_url))
-    try:
-        with conn, conn.cursor() as cur:
-            cur.execute(
-                """
-                insert into monitoring.validation_runs
-                    (suite, data_asset, success, evaluated, failed, failed_expectations)
-                values (%s, %s, %s, %s, %s, %s)
-                returning id
-                """,
-                (
-                    summary.suite,
-                    summary.data_asset,
-                    summary.success,
-                    summary.evaluated,
-                    summary.failed,
-                    Json(summary.failed_expectations),
-                ),
-            )
-            (run_id,) = cur.fetchone()
-    finally:
-        conn.close()
+    with connect(libpq_url(database_url)) as conn, conn.cursor() as cur:
+        cur.execute(
+            """
+            insert into monitoring.validation_runs
+                (suite, data_asset, success, evaluated, failed, failed_expectations)
+            values (%s, %s, %s, %s, %s, %s)
+            returning id
+            """,
+            (
+                summary.suite,
+                summary.data_asset,
+                summary.success,
+                summary.evaluated,
+                summary.failed,
+                Json(summary.failed_expectations),
+            ),
+        )
+        row = cur.fetchone()
+        assert row is not None  # insert ... returning yields the row it inserted
+        (run_id,) = row
     return replace(summary, validation_run_id=run_id)
 
 
 def _json_safe(value: Any) -> Any:
     """Dates to ISO strings, tuples to lists: what jsonb and the logs can carry."""
     return json.loads(json.dumps(value, default=str))
-
-
-def _sqlalchemy_url(url: str) -> str:
-    scheme, _, rest = url.partition("://")
-    return f"postgresql+psycopg2://{rest}" if scheme in ("postgresql", "postgres") else url
-
-
-def _libpq_url(url: str) -> str:
-    scheme, _, rest = url.partition("://")
-    return f"postgresql://{rest}" if scheme.startswith("postgresql+") else url

@@ -13,20 +13,16 @@ with an aliased subquery unless the query has a JOIN, where the query must alias
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import cache
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from core.catalogue import feature_catalogue
 from expectations._gx import load_gx
+from ingest.schema import KEY_COLUMNS
+from ingest.schema import PRICES as PRICE_COLUMNS
 
 if TYPE_CHECKING:
     from great_expectations import ExpectationSuite
 
-KEY_COLUMNS = ("symbol", "trade_date")
-PRICE_COLUMNS = ("open", "high", "low", "close", "adj_close")
-CATALOGUE = (
-    Path(__file__).resolve().parent.parent / "dbt" / "models" / "marts" / "_marts__models.yml"
-)
 # After its warm-up a feature may still be NULL where its formula divides by zero (a flat
 # window, a zero-volume day); more than this share of NULLs means a broken formula or feed.
 MAX_NULL_SHARE_AFTER_WARM_UP = 0.05
@@ -44,20 +40,6 @@ NO_DATES_BEYOND_RAW = (
     "select symbol, trade_date from {batch}"
     " where trade_date > (select max(trade_date) from raw.prices)"
 )
-
-
-@cache
-def feature_catalogue() -> dict[str, dict[str, Any]]:
-    """features_daily's columns that are features, with their `meta` from the dbt YAML."""
-    import yaml
-
-    models = yaml.safe_load(CATALOGUE.read_text())["models"]
-    (features,) = [m for m in models if m["name"] == "features_daily"]
-    return {
-        column["name"]: column.get("config", {}).get("meta", {})
-        for column in features["columns"]
-        if column.get("config", {}).get("meta", {}).get("feature", True)
-    }
 
 
 def _null_share_query(catalogue: dict[str, dict[str, Any]]) -> str:

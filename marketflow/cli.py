@@ -11,10 +11,16 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from marketflow.settings import REPO_ROOT, get_settings
+from core.db import connect
+from core.settings import REPO_ROOT, get_settings
+
+if TYPE_CHECKING:
+    from ingest.loader import BatchResult
 
 log = logging.getLogger("marketflow")
 DAG_CHAIN = [
@@ -34,10 +40,10 @@ def _date(value: str) -> date:
 
 
 def cmd_db_init(args: argparse.Namespace) -> int:
-    from marketflow.db import init_all
+    from core.db import init_all
 
     init_all(extra_databases=("airflow", "mlflow"))
-    print(f"databases ready: {get_settings().database_url.rsplit('/', 1)[-1]}, airflow, mlflow")
+    print(f"databases ready: {get_settings().db.url.rsplit('/', 1)[-1]}, airflow, mlflow")
     return 0
 
 
@@ -47,12 +53,12 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from ingest.loader import ingest
 
     settings = get_settings()
-    provider = args.provider or settings.data_provider
+    provider = args.provider or settings.ingest.provider
     symbols = [s for s in (args.symbols or "").split(",") if s] or None
     options = {"path": args.path} if getattr(args, "path", None) else {}
     with tqdm(desc=f"ingest {provider}", unit=" rows", unit_scale=True, file=sys.stderr) as bar:
         result = ingest(
-            settings.database_url,
+            settings.db.url,
             provider,
             symbols,
             args.start,
@@ -64,7 +70,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
-def _ingest_table(result) -> str:  # noqa: ANN001 - ingest.loader.BatchResult
+def _ingest_table(result: BatchResult) -> str:
     rows = [
         ("rows in", result.rows_in),
         ("inserted", result.rows_inserted),
@@ -94,10 +100,10 @@ def _ingest_table(result) -> str:  # noqa: ANN001 - ingest.loader.BatchResult
 
 
 def cmd_features(args: argparse.Namespace) -> int:
+    from core.dbt import build
     from expectations.checkpoint import validate_or_raise
-    from marketflow.dbt import build
 
-    url = get_settings().database_url
+    url = get_settings().db.url
     print(validate_or_raise(url, "raw_prices").describe())
     build(url)
     for suite in ("labels_daily", "universe_daily", "features_daily"):
@@ -108,12 +114,12 @@ def cmd_features(args: argparse.Namespace) -> int:
 def cmd_validate(args: argparse.Namespace) -> int:
     from expectations.checkpoint import run_checkpoint
 
-    summary = run_checkpoint(get_settings().database_url, args.suite)
+    summary = run_checkpoint(get_settings().db.url, args.suite)
     print(summary.describe())
     return 0 if summary.success else 1
 
 
-def _fold_bar(total: int, desc: str):  # noqa: ANN202 - (tqdm bar, callback)
+def _fold_bar(total: int, desc: str) -> tuple[Any, Callable[[int, dict[str, Any]], None]]:
     from tqdm import tqdm
 
     # MARKETFLOW_PROGRESS=1 also gives the neural models' trainer a bar per epoch.
@@ -128,20 +134,22 @@ def _fold_bar(total: int, desc: str):  # noqa: ANN202 - (tqdm bar, callback)
 
 
 def _config_path(args: argparse.Namespace) -> Path:
-    from ml.train import DEFAULT_CONFIG
+    from ml.config import DEFAULT_CONFIG
 
     return Path(args.config) if getattr(args, "config", None) else DEFAULT_CONFIG
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from ml.train import load_config, prepare, train
+    from ml.config import load_config
+    from ml.prepare import prepare
+    from ml.train import train
 
     config_path = _config_path(args)
     config = load_config(config_path)
-    folds = len(prepare(get_settings().database_url, config).folds)
-    bar, on_fold = _fold_bar(folds * len(config["models"]), "walk-forward")
+    folds = len(prepare(get_settings().db.url, config).folds)
+    bar, on_fold = _fold_bar(folds * len(config.models), "walk-forward")
     with bar:
-        result = train(get_settings().database_url, config_path=config_path, on_fold=on_fold)
+        result = train(get_settings().db.url, config_path=config_path, on_fold=on_fold)
     print(_metrics_table(result.candidates))
     print(f"{result.best_model} registered as v{result.version}; {result.reason}")
     return 0
@@ -160,11 +168,13 @@ def _metrics_table(candidates: dict) -> str:
 
 def cmd_walk_forward(args: argparse.Namespace) -> int:
     """Walk-forward metrics of the configured models, without logging or registering."""
-    from ml.train import load_config, prepare, walk_forward_zoo
+    from ml.config import load_config
+    from ml.prepare import prepare
+    from ml.train import walk_forward_zoo
 
     config = load_config(_config_path(args))
-    names = args.models.split(",") if args.models else list(config["models"])
-    prepared = prepare(get_settings().database_url, config)
+    names = args.models.split(",") if args.models else list(config.models)
+    prepared = prepare(get_settings().db.url, config)
     bar, on_fold = _fold_bar(len(prepared.folds) * len(names), "walk-forward")
     with bar:
         results = walk_forward_zoo(prepared, names, track=False, on_fold=on_fold)
@@ -187,7 +197,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
             bar.set_postfix(valid_rank_ic=f"{score:+.4f}")
             bar.update(1)
 
-        result = tune(get_settings().database_url, search, config_path=_config_path(args),
+        result = tune(get_settings().db.url, search, config_path=_config_path(args),
                       output=args.output, on_trial=on_trial)  # fmt: skip
     print(f"best {result.model} kwargs {result.best_kwargs}: valid RankIC {result.best_score:.4f}")
     print(f"config written to {result.output}")
@@ -197,15 +207,15 @@ def cmd_tune(args: argparse.Namespace) -> int:
 def cmd_score(args: argparse.Namespace) -> int:
     from ml.scoring import score_latest
 
-    r = score_latest(get_settings().database_url, as_of=args.as_of)
+    r = score_latest(get_settings().db.url, as_of=args.as_of)
     print(f"{r.rows} signals for {r.trade_date} from {r.model_name} v{r.model_version}")
     return 0
 
 
 def cmd_drift(args: argparse.Namespace) -> int:
-    from ml.monitoring import drift_for_champion
+    from ml.monitoring.monitor import drift_for_champion
 
-    r = drift_for_champion(get_settings().database_url)
+    r = drift_for_champion(get_settings().db.url)
     print(f"drift detected: {r.drift_detected} ({r.share_drifted:.0%}); report {r.report_path}")
     return 0
 
@@ -238,8 +248,8 @@ def _airflow(*argv: str, env: dict[str, str]) -> subprocess.CompletedProcess[str
 
 def cmd_up(args: argparse.Namespace) -> int:
     """Databases, Airflow/MLflow migrations, dbt manifest, then every service."""
+    from core.dbt import run_dbt
     from marketflow import services
-    from marketflow.dbt import run_dbt
 
     settings = get_settings()
     t0 = time.monotonic()
@@ -250,7 +260,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     # The pool GPU training takes with MARKETFLOW_TRAINING_POOL=gpu (one model at a time).
     _airflow("pools", "set", "gpu", "1", "GPU training: one model at a time", env=env)
     print("parsing the dbt project (manifest for Cosmos) ...")
-    run_dbt(["parse"], settings.database_url)
+    run_dbt(["parse"], settings.db.url)
     print("serializing DAGs ...")
     _airflow("dags", "reserialize", env=env)
     print("starting services ...")
@@ -267,19 +277,18 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def _airflow_db_url() -> str:
-    from marketflow.settings import with_database
+    from core.urls import with_database
 
-    return with_database(get_settings().database_url, "airflow")
+    return with_database(get_settings().db.url, "airflow")
 
 
 def _wait_for_chain(run_id: str, since_id: int, timeout: float) -> bool:
     """Follow the triggered ingest run, then the asset-triggered runs after it, to the end."""
-    import psycopg2
 
     deadline = time.monotonic() + timeout
     reported: dict[tuple[int, str], str] = {}
     while time.monotonic() < deadline:
-        with psycopg2.connect(_airflow_db_url()) as conn, conn.cursor() as cur:
+        with connect(_airflow_db_url()) as conn, conn.cursor() as cur:
             cur.execute(
                 "select id, dag_id, state from dag_run where id > %s and dag_id = any(%s) "
                 "and (run_id = %s or run_type = 'asset_triggered') order by id",
@@ -320,17 +329,15 @@ def _wait_for_chain(run_id: str, since_id: int, timeout: float) -> bool:
 def cmd_demo(args: argparse.Namespace) -> int:
     import json
 
-    import psycopg2
-
     from marketflow import services
 
     t0 = time.monotonic()
     cmd_up(args)
     env = services.airflow_env()
-    with psycopg2.connect(_airflow_db_url()) as conn, conn.cursor() as cur:
+    with connect(_airflow_db_url()) as conn, conn.cursor() as cur:
         cur.execute("select coalesce(max(id), 0) from dag_run")
-        since = cur.fetchone()[0]
-    conn.close()
+        row = cur.fetchone()
+        since = row[0] if row else 0
     conf = {"provider": "sample", "start": args.start, "end": args.end}
     run_id = f"demo__{time.strftime('%Y%m%dT%H%M%S')}"
     print(
@@ -356,7 +363,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_api_key(args: argparse.Namespace) -> int:
     from api.keys import create_key, list_keys, revoke_key
 
-    url = get_settings().database_url
+    url = get_settings().db.url
     if args.key_command == "create":
         key, token = create_key(url, args.name)
         print(f"created API key {key.name!r} (id {key.key_id}); it is shown only once:")
@@ -463,7 +470,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         return 130
-    except Exception as exc:  # noqa: BLE001 - one readable line, the traceback with -v
+    except Exception as exc:  # one readable line, the traceback with -v
         if args.verbose:
             raise
         print(f"marketflow {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)

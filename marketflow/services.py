@@ -17,9 +17,9 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-from marketflow.settings import REPO_ROOT, Settings, get_settings, with_database
+from core.settings import REPO_ROOT, Settings, get_settings
+from core.urls import read_only_url, sqlalchemy_url, with_database
 
 BIN = Path(sys.executable).parent
 
@@ -32,19 +32,6 @@ class Service:
     env: dict[str, str]
     # Start nothing after this one until it is healthy (tasks need Airflow's execution API).
     gate: bool = False
-
-
-def read_only_url(url: str) -> str:
-    """The same server and database, as the read-only `marketflow_api` role (no password)."""
-    parts = urlsplit(url)
-    host = parts.hostname or "127.0.0.1"
-    netloc = f"marketflow_api@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-
-
-def sqlalchemy_url(url: str) -> str:
-    """SQLAlchemy 2.1 maps plain postgresql:// to psycopg 3; we ship psycopg2."""
-    return url.replace("postgresql://", "postgresql+psycopg2://", 1)
 
 
 def run_dir(settings: Settings) -> Path:
@@ -62,8 +49,8 @@ def airflow_env(settings: Settings | None = None) -> dict[str, str]:
     if not secret_file.exists():
         secret_file.write_text(secrets.token_urlsafe(32))
         secret_file.chmod(0o600)
-    airflow_db = sqlalchemy_url(with_database(settings.database_url, "airflow"))
-    port = os.environ.get("MARKETFLOW_AIRFLOW_PORT", "8080")
+    airflow_db = sqlalchemy_url(with_database(settings.db.url, "airflow"))
+    port = str(settings.services.airflow_port)
     return {
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
@@ -80,8 +67,8 @@ def airflow_env(settings: Settings | None = None) -> dict[str, str]:
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": airflow_db,
         "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "True",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
-        "MARKETFLOW_DATABASE_URL": settings.database_url,
-        "MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri,
+        "MARKETFLOW_DATABASE_URL": settings.db.url,
+        "MLFLOW_TRACKING_URI": settings.mlflow.tracking_uri,
         "MARKETFLOW_DATA_DIR": str(settings.data_dir),
         "PYTHONPATH": str(REPO_ROOT),
     }
@@ -90,10 +77,12 @@ def airflow_env(settings: Settings | None = None) -> dict[str, str]:
 def services(settings: Settings | None = None) -> list[Service]:
     settings = settings or get_settings()
     af = airflow_env(settings)
-    mlflow_db = sqlalchemy_url(with_database(settings.database_url, "mlflow"))
-    mlflow_port = settings.mlflow_tracking_uri.rsplit(":", 1)[-1].strip("/") or "5000"
-    api_bind = os.environ.get("MARKETFLOW_API_BIND", "127.0.0.1:8000")
-    api_db = os.environ.get("MARKETFLOW_API_DATABASE_URL") or read_only_url(settings.database_url)
+    mlflow_db = sqlalchemy_url(with_database(settings.db.url, "mlflow"))
+    mlflow_port = settings.mlflow.tracking_uri.rsplit(":", 1)[-1].strip("/") or "5000"
+    api_bind = settings.api.bind
+    # The API's own URL when one is set, else the pipeline's server as the read-only role.
+    explicit = "database_url" in settings.api.model_fields_set
+    api_db = settings.api.database_url if explicit else read_only_url(settings.db.url)
     return [
         Service(
             "mlflow",
@@ -178,7 +167,7 @@ def start_all(settings: Settings | None = None, echo=print) -> None:
         if _pid(pidfile):
             echo(f"  {svc.name:<22} already running (pid {_pid(pidfile)})")
             continue
-        log = open(logs / f"{svc.name}.log", "ab")  # noqa: SIM115 - handed to the child
+        log = open(logs / f"{svc.name}.log", "ab")  # handed to the child, closed below
         proc = subprocess.Popen(
             svc.argv,
             cwd=REPO_ROOT,

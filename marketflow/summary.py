@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import psycopg2
+from psycopg2.extensions import cursor as PgCursor
 
-from marketflow.settings import Settings, get_settings
+from core.db import connect
+from core.settings import Settings, get_settings
 
 
-def _one(cur, query: str, args: tuple = ()) -> Any:
+def _one(cur: PgCursor, query: str, args: tuple[Any, ...] = ()) -> Any:
     cur.execute(query, args)
     return cur.fetchone()
 
@@ -17,7 +18,7 @@ def _one(cur, query: str, args: tuple = ()) -> Any:
 def collect(settings: Settings | None = None) -> dict[str, Any]:
     settings = settings or get_settings()
     out: dict[str, Any] = {}
-    with psycopg2.connect(settings.database_url) as conn, conn.cursor() as cur:
+    with connect(settings.db.url) as conn, conn.cursor() as cur:
         out["raw_rows"], out["symbols"], out["first_date"], out["last_date"] = _one(
             cur,
             "select count(*), count(distinct symbol), min(trade_date), max(trade_date) from raw.prices",
@@ -28,8 +29,7 @@ def collect(settings: Settings | None = None) -> dict[str, Any]:
             "rows_rejected, status from raw.ingest_batches order by started_at desc limit 1",
         )
         out["rejected_rows"] = _one(cur, "select count(*) from raw.rejected_prices")[0]
-        cur.execute("select to_regclass('marts.features_daily') is not null")
-        if cur.fetchone()[0]:
+        if _one(cur, "select to_regclass('marts.features_daily') is not null")[0]:
             out["feature_rows"], out["feature_complete_rows"] = _one(
                 cur,
                 "select count(*), count(*) filter (where ret_20d is not null and vol_20d is not null "
@@ -57,22 +57,21 @@ def collect(settings: Settings | None = None) -> dict[str, Any]:
 
 def _champion(settings: Settings) -> dict[str, Any] | None:
     try:
-        from ml.tracking import champion_version, configure
+        from ml.registry.card import champion_card
+        from ml.registry.tracking import configure
 
-        client = configure(settings)
-        mv = champion_version(client, settings.model_name)
-        if mv is None:
+        card = champion_card(configure(settings), settings.mlflow.model_name)
+        if card is None:
             return None
-        run = client.get_run(mv.run_id)
         return {
-            "version": mv.version,
-            "run_id": mv.run_id,
-            "experiment_id": run.info.experiment_id,
-            "model": mv.tags.get("model"),
-            "metrics": {k: v for k, v in run.data.metrics.items()},
-            "params": run.data.params,
+            "version": card.version,
+            "run_id": card.run_id,
+            "experiment_id": card.experiment_id,
+            "model": card.model,
+            "metrics": dict(card.run_metrics),
+            "test_window": (card.test_start, card.test_end),
         }
-    except Exception as exc:  # noqa: BLE001 - the summary must print even if MLflow is down
+    except Exception as exc:  # the summary must print even if MLflow is down
         return {"error": str(exc)}
 
 
@@ -101,8 +100,8 @@ def render(info: dict[str, Any], settings: Settings | None = None, urls: bool = 
     if champ and "error" not in champ:
         m = champ["metrics"]
         lines.append(
-            f"champion            {settings.model_name} v{champ['version']} ({champ['model']}), "
-            f"test {champ['params'].get('test_start')}..{champ['params'].get('test_end')}"
+            f"champion            {settings.mlflow.model_name} v{champ['version']} ({champ['model']}), "
+            f"test {champ['test_window'][0]}..{champ['test_window'][1]}"
         )
         lines.append(
             f"model metrics       IC {m.get('ic', float('nan')):.4f}, RankIC "
@@ -141,7 +140,7 @@ def render(info: dict[str, Any], settings: Settings | None = None, urls: bool = 
         lines += [
             "",
             f"Airflow UI          http://127.0.0.1:8080   (login admin / {pw})",
-            f"MLflow UI           {settings.mlflow_tracking_uri}",
+            f"MLflow UI           {settings.mlflow.tracking_uri}",
             "Signals API         http://127.0.0.1:8000/api/v1/signals/latest",
             "Stop everything     make down",
         ]

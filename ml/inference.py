@@ -8,8 +8,8 @@ Contract of a packaged MarketFlow model (an MLflow pyfunc, see ml.pyfunc):
   each symbol its last `lookback` trading days up to the day to score (1 for tabular models,
   L for sequence models), sorted by symbol then date;
 - output: one score per input row; rows without a full look-back window score NaN.
-The model version carries `lookback` and `features` as metadata (model version tags), so a
-caller knows what to read before it loads the model.
+The model version carries `lookback` and `features` on its champion card (ml.registry.card), so
+a caller knows what to read before it loads the model.
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ from typing import Any
 
 import pandas as pd
 
-from marketflow.settings import Settings, get_settings
-from ml.tracking import CHAMPION, champion_version, configure
+from core.settings import Settings, get_settings
+from ml.registry.card import card_from_version, champion_version
+from ml.registry.tracking import configure
 
 
 @dataclass(frozen=True)
@@ -39,15 +40,16 @@ def load_champion(settings: Settings | None = None) -> Champion | None:
     import mlflow
 
     settings = settings or get_settings()
-    version = champion_version(configure(settings), settings.model_name)
+    version = champion_version(configure(settings), settings.mlflow.model_name)
     if version is None:
         return None
-    model = mlflow.pyfunc.load_model(f"models:/{settings.model_name}/{version.version}")
+    model = mlflow.pyfunc.load_model(f"models:/{settings.mlflow.model_name}/{version.version}")
     python_model = _python_model(model)
-    features = list(getattr(python_model, "features", None) or _tag_list(version, "features"))
-    lookback = int(getattr(python_model, "lookback", None) or version.tags.get("lookback", 1))
+    card = card_from_version(version)
+    features = list(getattr(python_model, "features", None) or card.features)
+    lookback = int(getattr(python_model, "lookback", None) or card.lookback or 1)
     return Champion(
-        name=settings.model_name,
+        name=settings.mlflow.model_name,
         version=str(version.version),
         run_id=str(version.run_id),
         features=features,
@@ -59,13 +61,8 @@ def load_champion(settings: Settings | None = None) -> Champion | None:
 def _python_model(model: Any) -> Any:
     try:
         return model.unwrap_python_model()
-    except Exception:  # noqa: BLE001 - not a python_model flavour: fall back to the tags
+    except Exception:  # not a python_model flavour: fall back to the champion card
         return None
-
-
-def _tag_list(version: Any, key: str) -> list[str]:
-    value = (version.tags or {}).get(key, "")
-    return [v for v in value.split(",") if v]
 
 
 def score_rows(champion: Champion, frame: pd.DataFrame, day: date | None = None) -> pd.DataFrame:
@@ -84,4 +81,4 @@ def score_rows(champion: Champion, frame: pd.DataFrame, day: date | None = None)
     return out.reset_index(drop=True)
 
 
-__all__ = ["CHAMPION", "Champion", "load_champion", "score_rows"]
+__all__ = ["Champion", "load_champion", "score_rows"]

@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from mlflow.pyfunc import PythonModel
+from mlflow.pyfunc.model import PythonModel
 
-from ml.dataset import transform
+from ml.data.processors import transform
 
 
 class SignalModel(PythonModel):
@@ -38,7 +38,7 @@ class SignalModel(PythonModel):
         order = np.lexsort((dates.to_numpy(), frame["symbol"].astype(str).to_numpy()))
         symbols = frame["symbol"].astype(str).to_numpy()[order]
         raw = frame[self.features].to_numpy(dtype=np.float64)[order].astype(np.float32)
-        X = transform(self.processors, raw, dates.to_numpy()[order])  # noqa: N806
+        X = transform(self.processors, raw, dates.to_numpy()[order])
         first = np.r_[True, symbols[1:] != symbols[:-1]]
         starts = np.maximum.accumulate(np.where(first, np.arange(len(symbols)), 0))
         rows = np.flatnonzero(np.arange(len(symbols)) - starts >= self.lookback - 1)

@@ -12,11 +12,12 @@ from dataclasses import dataclass
 from datetime import date
 
 import pandas as pd
-import psycopg2
 from psycopg2.extras import execute_values
 
-from marketflow.settings import Settings, get_settings
-from ml.dataset import _table_exists, read_sql
+from core.db import connect
+from core.settings import Settings, get_settings
+from ml.data.handler import read_sql, table_exists
+from ml.data.lookback import read_lookback
 from ml.inference import Champion, load_champion, score_rows
 
 log = logging.getLogger(__name__)
@@ -56,35 +57,12 @@ def latest_day(database_url: str, as_of: date | None = None) -> date | None:
 
 
 def history(database_url: str, features: list[str], lookback: int, day: date) -> pd.DataFrame:
-    """Each symbol's last `lookback` rows up to `day` (symbols that trade on `day` only),
-    sorted by symbol then date: the input the champion's contract asks for."""
-    cols = ", ".join(f"f.{c}" for c in features)
-    universe = ""
-    if _table_exists(database_url, "marts.universe_daily"):
-        universe = (
-            " and exists (select 1 from marts.universe_daily u where u.symbol = f.symbol"
-            " and u.trade_date = %(day)s and u.in_universe)"
-        )
-    query = f"""
-        with ranked as (
-            select f.symbol, f.trade_date, {cols},
-                   row_number() over (partition by f.symbol order by f.trade_date desc) as back
-            from marts.features_daily f
-            where f.trade_date <= %(day)s
-              and f.symbol in (select symbol from marts.features_daily where trade_date = %(day)s)
-              {universe}
-        )
-        select * from ranked where back <= %(lookback)s order by symbol, trade_date
-    """
-    with psycopg2.connect(database_url) as conn, conn.cursor() as cur:
-        cur.execute(query, {"day": day, "lookback": lookback})
-        columns = [d.name for d in cur.description or ()]
-        rows = cur.fetchall()
-    conn.close()
-    frame = pd.DataFrame(rows, columns=columns).drop(columns=["back"])
-    for col in features:
-        frame[col] = pd.to_numeric(frame[col]).astype(float)
-    return frame
+    """Each symbol's last `lookback` rows up to `day` (symbols that trade on `day` only, in the
+    universe when there is one), sorted by symbol then date: the input the champion's contract
+    asks for."""
+    universe = table_exists(database_url, "marts.universe_daily")
+    with connect(database_url) as conn:
+        return read_lookback(conn, features, lookback, day=day, universe=universe)[1]
 
 
 def score_day(database_url: str, champion: Champion, day: date) -> pd.DataFrame:
@@ -100,7 +78,7 @@ def score_latest(
     champion = load_champion(settings)
     if champion is None:
         raise NoChampionError(
-            f"model {settings.model_name!r} has no @champion yet: run training first"
+            f"model {settings.mlflow.model_name!r} has no @champion yet: run training first"
         )
     day = latest_day(database_url, as_of)
     if day is None:
@@ -124,7 +102,7 @@ def score_latest(
             signals["symbol"], signals["score"], signals["rank"], signals["signal"], strict=True
         )
     ]
-    with psycopg2.connect(database_url) as conn, conn.cursor() as cur:
+    with connect(database_url) as conn, conn.cursor() as cur:
         execute_values(
             cur,
             """
@@ -138,7 +116,6 @@ def score_latest(
             """,
             rows,
         )
-    conn.close()
     log.info("published %d signals for %s from %s v%s", len(rows), day, champion.name,
              champion.version)  # fmt: skip
     return ScoreResult(day, len(rows), champion.name, champion.version, champion.run_id)

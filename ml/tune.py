@@ -18,7 +18,6 @@ YAML. The search space (YAML, under `tune:` or passed in):
 
 from __future__ import annotations
 
-import copy
 import itertools
 import logging
 from dataclasses import dataclass, field
@@ -28,12 +27,13 @@ from typing import Any
 import numpy as np
 import yaml
 
-from marketflow.settings import Settings, get_settings
-from ml.metrics import rank_ic_of
-from ml.models import build_model
-from ml.tracking import configure, ensure_experiment
-from ml.train import Prepared, load_config, prepare
-from ml.walk_forward import fold_dataset
+from core.settings import Settings, get_settings
+from ml.config import DEFAULT_CONFIG, ModelSpec, load_config
+from ml.evaluation.metrics import rank_ic_of
+from ml.evaluation.walk_forward import fold_dataset
+from ml.models import as_spec, build_model
+from ml.prepare import Prepared, prepare
+from ml.registry.tracking import configure, ensure_experiment
 
 log = logging.getLogger(__name__)
 
@@ -50,17 +50,17 @@ class TuneResult:
 
 
 def validation_score(
-    prepared: Prepared, spec: dict[str, Any], report: Any = None
+    prepared: Prepared, spec: ModelSpec | dict[str, Any], report: Any = None
 ) -> tuple[float, list[float]]:
     """Mean RankIC of `spec` on the folds' validation segments (fit on each fold's train)."""
-    seed = int(prepared.config.get("seed", 0))
+    seed = prepared.config.seed
     scores: list[float] = []
     for fold in prepared.folds:
         dataset = fold_dataset(prepared.panel, fold, prepared.min_history,
-                               prepared.config.get("processors"))  # fmt: skip
+                               prepared.config.processors)  # fmt: skip
         # Early stopping must not peek at the segment the trial is scored on.
         dataset = dataset.subset({"train": dataset.rows("train"), "score": dataset.rows("valid")})
-        model = build_model(spec, seed=seed).fit(dataset)
+        model = build_model(spec, seed=seed, runtime=prepared.runtime).fit(dataset)
         rows = dataset.rows("score")
         pred = model.predict_rows(dataset.X_all, rows)
         label = dataset.panel.frame[dataset.label].to_numpy(dtype=float)[rows]
@@ -95,25 +95,22 @@ def tune(
     import mlflow
     import optuna
 
-    from ml.train import DEFAULT_CONFIG
-
     settings = settings or get_settings()
     config = load_config(config_path or DEFAULT_CONFIG)
     name = search["model"]
-    if name not in config["models"]:
-        raise ValueError(f"model {name!r} is not in the config ({', '.join(config['models'])})")
+    if name not in config.models:
+        raise ValueError(f"model {name!r} is not in the config ({', '.join(config.models)})")
     method = search.get("method", "tpe")
-    base = config["models"][name]
-    prepared = prepare(database_url, {**config, "models": {name: base}})
-    seed = int(config.get("seed", 0))
+    base = config.models[name]
+    prepared = prepare(database_url, config.with_models({name: base}), settings)
+    seed = config.seed
 
     configure(settings)
     ensure_experiment(settings)
     trials: list[dict[str, Any]] = []
 
     def run_trial(number: int, kwargs: dict[str, Any], report: Any = None) -> float:
-        spec = copy.deepcopy(base)
-        spec["kwargs"] = {**(spec.get("kwargs") or {}), **kwargs}
+        spec = base.model_copy(update={"kwargs": {**base.kwargs, **kwargs}})
         with mlflow.start_run(run_name=f"{name}_trial_{number}", nested=True):
             mlflow.log_params({k: str(v) for k, v in kwargs.items()})
             score, per_fold = validation_score(prepared, spec, report)
@@ -157,8 +154,8 @@ def tune(
         if not trials:
             raise RuntimeError("no trial finished")
         best = max(trials, key=lambda t: t["score"])
-        tuned = copy.deepcopy(config)
-        tuned["models"][name]["kwargs"] = {**(base.get("kwargs") or {}), **best["kwargs"]}
+        tuned_spec = as_spec({"class": base.class_, "kwargs": {**base.kwargs, **best["kwargs"]}})
+        tuned = config.with_models({**config.models, name: tuned_spec}).as_dict()
         mlflow.log_dict(tuned, "tune/best_config.yaml")
         mlflow.log_metric("best_valid_rank_ic", best["score"])
         mlflow.log_params({f"best.{k}": str(v) for k, v in best["kwargs"].items()})

@@ -34,7 +34,7 @@ os.environ["MARKETFLOW_DBT_TARGET_PATH"] = os.path.join("/tmp", f"{TEST_ID}_dbt"
 os.environ.pop("MARKETFLOW_DATABASE_URL", None)
 os.environ.pop("MLFLOW_TRACKING_URI", None)
 
-from marketflow.db import drop_database, init_database  # noqa: E402
+from core.db import drop_database, init_database  # noqa: E402
 
 
 def _test_url(name: str, user: str = "marketflow") -> str:
@@ -84,7 +84,7 @@ def mlflow_store(
     admin_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, str]]:
     """A real MLflow tracking store (PostgreSQL backend, local artifact folder), no server."""
-    from marketflow.db import ensure_database
+    from core.db import ensure_database
 
     name = f"{TEST_ID}_mlflow"
     drop_database(admin_url, name)

@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -96,7 +97,7 @@ def _interpolate(value: str, env: dict[str, str]) -> str:
     return _VAR_REF.sub(sub, value)
 
 
-def _walk(node, env):  # noqa: ANN001, ANN202 - YAML tree
+def _walk(node: Any, env: dict[str, str]) -> Any:  # a YAML tree
     if isinstance(node, dict):
         return {k: _walk(v, env) for k, v in node.items()}
     if isinstance(node, list):
@@ -547,7 +548,26 @@ def _variables_read_by_code() -> dict[str, set[str]]:
             found.setdefault(name, set()).add(rel)
     for name in re.findall(r"env_var\(\s*['\"]([A-Z][A-Z0-9_]*)['\"]", DBT_PROFILES.read_text()):
         found.setdefault(name, set()).add("dbt/profiles.yml")
+    for name in _settings_variables():
+        found.setdefault(name, set()).add("core/settings.py")
     return found
+
+
+def _settings_variables() -> dict[str, tuple[type, str, Any]]:
+    """{variable: (section class, field, default)} for every field of core/settings.py's tree
+    that is read from a variable of its own name (the first of its validation aliases)."""
+    from pydantic import AliasChoices
+
+    from core.settings import Settings
+
+    out: dict[str, tuple[type, str, Any]] = {"MARKETFLOW_DATA_DIR": (Settings, "data_dir", None)}
+    for section in Settings.model_fields.values():
+        cls = section.default_factory
+        for field_name, info in getattr(cls, "model_fields", {}).items():
+            alias = info.validation_alias
+            if isinstance(alias, AliasChoices) and isinstance(alias.choices[0], str):
+                out[alias.choices[0]] = (cls, field_name, info.default)
+    return out
 
 
 def test_every_variable_the_code_reads_is_in_env_example(env_example):
@@ -610,7 +630,17 @@ def test_env_example_defaults_match_the_code(env_example):
     ):
         assert env_example.get(name) == default, f"dbt/profiles.yml: {name}"
         checked += 1
-    assert checked >= 10
+    # The settings tree: the example's value, read as the settings read it, is the default.
+    for name, (cls, field_name, default) in _settings_variables().items():
+        example = env_example.get(name)
+        if field_name == "data_dir" or not example:  # empty: the default, by definition
+            continue
+        parsed = getattr(cls(**{field_name: example}), field_name)
+        assert parsed == default, (
+            f"core/settings.py: {name} defaults to {default!r}, .env.example says {example!r}"
+        )
+        checked += 1
+    assert checked >= 30
 
 
 def test_env_example_holds_no_secrets(env_example):
@@ -759,7 +789,7 @@ def _created_names(sql: str, catalog: str) -> set[str]:
 
 
 def test_init_sql_creates_the_roles_and_databases_compose_uses(services):
-    from marketflow.db import READ_ONLY_ROLES
+    from core.db import READ_ONLY_ROLES
 
     sql = INIT_SQL.read_text()
     roles = _created_names(sql, "pg_roles")

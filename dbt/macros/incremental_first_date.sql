@@ -2,8 +2,9 @@
     The first trade_date an incremental run must (re)write: the earliest bar of
     int_prices_adjusted that `relation` has not seen, i.e. missing from it or ingested after
     the newest bar it was built from (ingest bumps `ingested_at` when it corrects a row).
-    NULL when nothing is new ('infinity' once recorded in monitoring.dbt_rebuilds). Every row from that date on is rebuilt, for every symbol, so
-    per-day cross-sectional ranks and history counts stay exact even after a back-fill.
+    NULL when nothing is new ('infinity' once recorded in monitoring.dbt_rebuilds). Every
+    row from that date on is rebuilt, for every symbol, so per-day cross-sectional ranks and
+    history counts stay exact even after a back-fill.
     Two separate minimums (least() skips NULLs): an OR of both conditions would defeat the
     anti-join and probe the built table once per bar.
 -#}
@@ -30,15 +31,17 @@ least(
 
 
 {#-
-    The two CTEs every incremental mart starts with: `first_new_day` (see above; read from
-    monitoring.dbt_rebuilds when the model's pre-hook recorded it there) and
-    `symbols_to_update`, the symbols with a bar on or after it. The day is compared as a
-    scalar, not joined, so the scan of the prices is a plain filter.
+    The two CTEs that scope an incremental build of `relation` (the built table of the mart:
+    `this` in the mart itself, incremental_target() in the ephemeral models compiled into
+    it): `first_new_day` (see above; read from monitoring.dbt_rebuilds when the mart's
+    pre-hook recorded it there) and `symbols_to_update`, the symbols with a bar on or after
+    it. The day is compared as a scalar, not joined, so the scan of the prices is a plain
+    filter.
 -#}
 {% macro incremental_update_scope(relation) -%}
 first_new_day as (
 
-    select {{ recorded_rebuild_start(incremental_first_date(relation)) }} as first_date
+    select {{ recorded_rebuild_start(relation) }} as first_date
 
 ),
 

@@ -4,6 +4,14 @@
     lags cost O(1) a row, so these run far faster than sorting every window.
 -#}
 
+{#- `lag(column, k) over window as <name>_lag_<k>` for k = 1..n: the last n values as columns. -#}
+{% macro lag_columns(column, name, n, window) -%}
+{%- for k in range(1, n + 1) %}
+        lag({{ column }}, {{ k }}) over {{ window }} as {{ name }}_lag_{{ k }}
+        {%- if not loop.last %},{% endif %}
+{%- endfor %}
+{%- endmacro %}
+
 {#- Number of the last n values of adj_<kind> that compare `op` with today's (today included). -#}
 {% macro count_lags(kind, relation, n, op) -%}
 (

@@ -2,12 +2,12 @@
 -- data directory (mounted into /docker-entrypoint-initdb.d by docker-compose.yml).
 --
 -- The same roles and databases as `marketflow db init` makes on a developer machine
--- (marketflow/db.py): the owner role `marketflow`, the read-only roles `marketflow_analyst` and
+-- (core/db.py): the owner role `marketflow`, the read-only roles `marketflow_analyst` and
 -- `marketflow_api`, and the databases marketflow (data), airflow (Airflow's metadata) and mlflow
 -- (MLflow's backend store), all owned by `marketflow`. Unlike the developer machine, every role
 -- logs in over the network here, so each gets a password, read from the postgres container's
 -- environment (psql's \getenv, PostgreSQL 15+). The schemas and grants are not made here: the
--- compose `init` service runs `marketflow db init`, which applies marketflow/sql/*.sql.
+-- compose `init` service runs `marketflow db init`, which applies core/sql/*.sql.
 -- Idempotent: running it again creates what is missing and resets the passwords.
 
 \set ON_ERROR_STOP on

@@ -12,8 +12,6 @@ from typing import Any
 
 from ingest.providers.base import (
     CHUNK_ROWS,
-    OPTIONAL_COLUMNS,
-    PRICE_COLUMNS,
     FetchFailure,
     FetchItem,
     Provider,
@@ -36,13 +34,12 @@ def get_provider(name: str, **options: Any) -> Provider:
         raise ValueError(f"unknown data provider {name!r}; known providers: {known}") from None
     module_name, _, class_name = target.partition(":")
     cls = getattr(importlib.import_module(module_name), class_name)
-    return cls(**options)
+    provider: Provider = cls(**options)
+    return provider
 
 
 __all__ = [
     "CHUNK_ROWS",
-    "OPTIONAL_COLUMNS",
-    "PRICE_COLUMNS",
     "PROVIDERS",
     "FetchFailure",
     "FetchItem",

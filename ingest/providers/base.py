@@ -7,11 +7,6 @@ from datetime import date
 
 import pandas as pd
 
-# The columns every provider yields (values may still be malformed: the loader checks them).
-PRICE_COLUMNS = ["symbol", "trade_date", "open", "high", "low", "close", "adj_close", "volume"]
-# Known extra columns, kept in raw.prices when a provider has them (NULL otherwise).
-OPTIONAL_COLUMNS = ["dividend", "split_factor"]
-
 # Providers yield frames of at most this many rows, so memory stays flat as inputs grow.
 CHUNK_ROWS = 100_000
 
@@ -22,7 +17,8 @@ class FetchFailure:
 
     Providers yield it in place of a frame. The loader records it in the batch log, and the
     ingest DAG fails when too large a share of the units failed. A provider whose units are
-    not symbols (csv: files) names the unit of each frame in `frame.attrs["unit"]`.
+    not symbols (csv: files) names the units of each frame in `frame.attrs["units"]` (a list:
+    the csv provider packs several small files into one frame), or one in `attrs["unit"]`.
     """
 
     unit: str

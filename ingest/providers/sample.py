@@ -10,7 +10,8 @@ from datetime import date
 
 import pandas as pd
 
-from ingest.providers.base import PRICE_COLUMNS, Provider
+from ingest.providers.base import Provider
+from ingest.schema import PRICE_COLUMNS
 
 SAMPLE_SYMBOLS = ("AAPL", "FB", "GOOG", "IBM", "MSFT")
 

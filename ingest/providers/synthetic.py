@@ -20,7 +20,8 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
-from ingest.providers.base import CHUNK_ROWS, PRICE_COLUMNS, Provider
+from ingest.providers.base import CHUNK_ROWS, Provider
+from ingest.schema import PRICE_COLUMNS
 
 _SYMBOL = re.compile(r"SYN(\d{4,})")
 _TRADING_DAYS = 252

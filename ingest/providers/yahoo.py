@@ -76,7 +76,8 @@ def yfinance_download(session: Any = None) -> Download:
         if end is not None:
             options["end"] = (end + timedelta(days=1)).isoformat()  # yfinance's end is exclusive
         try:
-            return yf.Ticker(symbol, session=session).history(**options)
+            history: pd.DataFrame = yf.Ticker(symbol, session=session).history(**options)
+            return history
         except YFRateLimitError as exc:
             raise TransientFetchError(str(exc)) from exc
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 from typing import Any
 
-from ml.models.base import Model
+from ml.config import ModelSpec
+from ml.models.base import Model, Runtime
 
 REGISTRY = {
     "ridge": "ml.models.linear:RidgeModel",
@@ -18,20 +20,36 @@ REGISTRY = {
 }
 
 
-def build_model(spec: dict[str, Any], seed: int = 0) -> Model:
-    """Build a model from `{"class": "ridge" | "pkg.module:Class", "kwargs": {...}}`."""
-    target = REGISTRY.get(spec["class"], spec["class"])
+def as_spec(spec: ModelSpec | Mapping[str, Any]) -> ModelSpec:
+    return spec if isinstance(spec, ModelSpec) else ModelSpec.model_validate(spec)
+
+
+def model_class(spec: ModelSpec | Mapping[str, Any]) -> type[Model]:
+    """The class `spec` names: a REGISTRY key or "pkg.module:Class"."""
+    target = REGISTRY.get(as_spec(spec).class_, as_spec(spec).class_)
     module_name, _, class_name = target.partition(":")
     cls = getattr(importlib.import_module(module_name), class_name)
-    return cls(seed=seed, **(spec.get("kwargs") or {}))
+    if not (isinstance(cls, type) and issubclass(cls, Model)):
+        raise TypeError(f"{target} is not a ml.models.Model")
+    return cls
 
 
-def model_lookback(spec: dict[str, Any]) -> int:
+def build_model(
+    spec: ModelSpec | Mapping[str, Any], seed: int = 0, runtime: Runtime | None = None
+) -> Model:
+    """Build a model from `{"class": "ridge" | "pkg.module:Class", "kwargs": {...}}`;
+    `runtime` (device, progress bars) comes from the settings, not the config."""
+    spec = as_spec(spec)
+    model = model_class(spec)(seed=seed, **spec.kwargs)
+    if runtime is not None:
+        model.runtime = runtime
+    return model
+
+
+def model_lookback(spec: ModelSpec | Mapping[str, Any]) -> int:
     """The look-back a model will need, read from its spec without building it."""
-    kwargs = spec.get("kwargs") or {}
-    if spec["class"] == "ensemble":
-        return max((model_lookback(m) for m in kwargs.get("members", {}).values()), default=1)
-    return int(kwargs.get("lookback", 1))
+    spec = as_spec(spec)
+    return model_class(spec).spec_lookback(spec.kwargs)
 
 
-__all__ = ["Model", "build_model", "model_lookback"]
+__all__ = ["Model", "Runtime", "as_spec", "build_model", "model_class", "model_lookback"]

@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from ml.dataset import Dataset
-from ml.metrics import rank_ic_of
+from ml.data.dataset import Dataset
+from ml.evaluation.metrics import rank_ic_of
 from ml.models.base import Model
 
 
@@ -38,6 +38,12 @@ class EnsembleModel(Model):
         self.center: dict[str, tuple[float, float]] = {}
         self.meta: Any = None
 
+    @classmethod
+    def spec_lookback(cls, kwargs: dict[str, Any]) -> int:
+        from ml.models import model_lookback
+
+        return max((model_lookback(m) for m in (kwargs.get("members") or {}).values()), default=1)
+
     @property
     def lookback(self) -> int:  # type: ignore[override]
         return max((m.lookback for m in self.members.values()), default=1)
@@ -45,7 +51,7 @@ class EnsembleModel(Model):
     def _build(self, name: str) -> Model:
         from ml.models import build_model
 
-        return build_model(self.member_specs[name], seed=self.seed)
+        return build_model(self.member_specs[name], seed=self.seed, runtime=self.runtime)
 
     def fit(self, dataset: Dataset) -> EnsembleModel:
         train = dataset.rows("train")
@@ -114,14 +120,14 @@ class EnsembleModel(Model):
             self.meta = None
             self.weights = {n: 1.0 / len(self.members) for n in self.members}
 
-    def _member_matrix(self, X_all: np.ndarray, rows: np.ndarray) -> np.ndarray:  # noqa: N803
+    def _member_matrix(self, X_all: np.ndarray, rows: np.ndarray) -> np.ndarray:
         cols = []
         for name, model in self.members.items():
             mean, std = self.center[name]
             cols.append((model.predict_rows(X_all, rows) - mean) / std)
         return np.column_stack(cols)
 
-    def predict_rows(self, X_all: np.ndarray, rows: np.ndarray) -> np.ndarray:  # noqa: N803
+    def predict_rows(self, X_all: np.ndarray, rows: np.ndarray) -> np.ndarray:
         matrix = self._member_matrix(X_all, rows)
         if self.meta is not None:
             return np.asarray(self.meta.predict(matrix), dtype="float64")
@@ -129,7 +135,8 @@ class EnsembleModel(Model):
         # Standardised scores have no return scale: put the combination back on the scale of
         # the members' average prediction so MAE/RMSE stay comparable.
         scale = float(np.mean([self.center[n][1] for n in self.members]))
-        return matrix @ weights * scale
+        combined: np.ndarray = matrix @ weights * scale
+        return combined
 
     def params(self) -> dict[str, Any]:
         return {"model_class": type(self).__name__, "seed": self.seed, "method": self.method,

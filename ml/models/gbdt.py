@@ -4,7 +4,7 @@ from typing import Any
 
 import numpy as np
 
-from ml.dataset import Dataset
+from ml.data.dataset import Dataset
 from ml.models.base import Model, train_and_valid
 
 
@@ -42,7 +42,6 @@ class XGBModel(Model):
             "tree_method": "hist",
             "random_state": seed,
             "n_jobs": 2,
-            "device": _device(),
             **kwargs,
         }
         self.regressor: Any = None
@@ -52,17 +51,19 @@ class XGBModel(Model):
 
         train, valid = train_and_valid(dataset)
         use_valid = len(valid) > 0 and self.early_stopping_rounds
+        # The device is the runtime's (settings), unless the config's kwargs name one.
+        options = {"device": _device(self.runtime.device), **self.options}
         self.regressor = XGBRegressor(
-            **self.options, early_stopping_rounds=self.early_stopping_rounds if use_valid else None
+            **options, early_stopping_rounds=self.early_stopping_rounds if use_valid else None
         )
-        X, y = dataset.X_all, dataset.panel.frame[dataset.label].to_numpy(np.float32)  # noqa: N806
+        X, y = dataset.X_all, dataset.panel.frame[dataset.label].to_numpy(np.float32)
         eval_set = [(X[valid], y[valid])] if use_valid else None
         self.regressor.fit(X[train], y[train], eval_set=eval_set, verbose=False)
         # Scoring happens on CPU machines too.
         self.regressor.set_params(device="cpu")
         return self
 
-    def predict_rows(self, X_all: np.ndarray, rows: np.ndarray) -> np.ndarray:  # noqa: N803
+    def predict_rows(self, X_all: np.ndarray, rows: np.ndarray) -> np.ndarray:
         return np.asarray(self.regressor.predict(X_all[rows]), dtype="float64")
 
     def feature_importance(self, features: list[str]) -> dict[str, float]:
@@ -70,14 +71,13 @@ class XGBModel(Model):
         return {name: float(scores.get(f"f{i}", 0.0)) for i, name in enumerate(features)}
 
 
-def _device() -> str:
-    """CUDA only when this xgboost build has it and a GPU is visible (MARKETFLOW_DEVICE wins)."""
-    import os
+def _device(wanted: str = "") -> str:
+    """CUDA only when this xgboost build has it and a GPU is visible (`wanted` wins: the
+    settings' training device)."""
     import shutil
 
     import xgboost
 
-    wanted = os.environ.get("MARKETFLOW_DEVICE")
     if wanted:
         return wanted
     has_cuda = bool(xgboost.build_info().get("USE_CUDA"))

@@ -5,7 +5,7 @@ from typing import Any
 import numpy as np
 from sklearn.linear_model import Ridge
 
-from ml.dataset import Dataset
+from ml.data.dataset import Dataset
 from ml.models.base import Model
 
 
@@ -22,7 +22,7 @@ class RidgeModel(Model):
         self.regressor.fit(dataset.X("train"), dataset.y("train"))
         return self
 
-    def predict_rows(self, X_all: np.ndarray, rows: np.ndarray) -> np.ndarray:  # noqa: N803
+    def predict_rows(self, X_all: np.ndarray, rows: np.ndarray) -> np.ndarray:
         return np.asarray(self.regressor.predict(X_all[rows]), dtype="float64")
 
     def feature_importance(self, features: list[str]) -> dict[str, float]:

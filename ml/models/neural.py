@@ -3,7 +3,7 @@ encoder-decoder Transformer forecasting the next days' returns step by step (tea
 
 The `nn.Module`s are separate from their wrappers; the wrappers turn a Dataset into
 SequenceWindows, scale the targets by the training labels' spread and hand both to
-ml.trainer.Trainer. Labels that are NaN (a horizon beyond the loaded data) are masked out of
+ml.models.trainer.Trainer. Labels that are NaN (a horizon beyond the loaded data) are masked out of
 the loss.
 """
 
@@ -13,129 +13,129 @@ from dataclasses import fields
 from typing import Any
 
 import numpy as np
+import torch
+from torch import nn
 
-from ml.dataset import Dataset, SequenceWindows
+from ml.data.dataset import Dataset
+from ml.data.windows import SequenceWindows
 from ml.models.base import Model, train_and_valid
-from ml.trainer import Trainer, TrainerConfig, predict, seed_everything
+from ml.models.trainer import Trainer, TrainerConfig, predict, seed_everything
 
 TRAINER_KEYS = {f.name for f in fields(TrainerConfig)}
 
 
-def masked_mse(pred: Any, target: Any) -> Any:
-    import torch
-
+def masked_mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     mask = torch.isfinite(target)
     diff = torch.where(mask, pred.float() - torch.nan_to_num(target.float()), 0.0)
     return (diff**2).sum() / mask.sum().clamp(min=1)
 
 
-def _modules() -> dict[str, Any]:
-    """nn.Module classes, defined lazily so that importing ml.models never imports torch."""
-    import torch
-    from torch import nn
+class MLPNet(nn.Module):
+    def __init__(self, n_features: int, hidden: list[int], dropout: float) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        width = n_features
+        for h in hidden:
+            layers += [nn.Linear(width, h), nn.GELU(), nn.Dropout(dropout)]
+            width = h
+        layers.append(nn.Linear(width, 1))
+        self.net = nn.Sequential(*layers)
 
-    class MLPNet(nn.Module):
-        def __init__(self, n_features: int, hidden: list[int], dropout: float) -> None:
-            super().__init__()
-            layers: list[nn.Module] = []
-            width = n_features
-            for h in hidden:
-                layers += [nn.Linear(width, h), nn.GELU(), nn.Dropout(dropout)]
-                width = h
-            layers.append(nn.Linear(width, 1))
-            self.net = nn.Sequential(*layers)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        score: torch.Tensor = self.net(x[:, -1, :]).squeeze(-1)
+        return score
 
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.net(x[:, -1, :]).squeeze(-1)
+    def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return masked_mse(self(x), y[:, 0])
 
-        def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-            return masked_mse(self(x), y[:, 0])
 
-    class LSTMAttentionNet(nn.Module):
-        """Stacked LSTM; attention over its time steps pools the sequence; one head per horizon.
-        `forward` returns the first head (the label the model is selected on)."""
+class LSTMAttentionNet(nn.Module):
+    """Stacked LSTM; attention over its time steps pools the sequence; one head per horizon.
+    `forward` returns the first head (the label the model is selected on)."""
 
-        def __init__(self, n_features: int, hidden: int, layers: int, dropout: float,
-                     n_heads: int) -> None:  # fmt: skip
-            super().__init__()
-            self.lstm = nn.LSTM(
-                n_features, hidden, num_layers=layers, batch_first=True,
-                dropout=dropout if layers > 1 else 0.0,
-            )  # fmt: skip
-            self.attention = nn.Sequential(
-                nn.Linear(hidden, hidden), nn.Tanh(), nn.Linear(hidden, 1)
-            )
-            self.dropout = nn.Dropout(dropout)
-            self.heads = nn.Linear(2 * hidden, n_heads)
+    def __init__(self, n_features: int, hidden: int, layers: int, dropout: float,
+                 n_heads: int) -> None:  # fmt: skip
+        super().__init__()
+        self.lstm = nn.LSTM(
+            n_features, hidden, num_layers=layers, batch_first=True,
+            dropout=dropout if layers > 1 else 0.0,
+        )  # fmt: skip
+        self.attention = nn.Sequential(nn.Linear(hidden, hidden), nn.Tanh(), nn.Linear(hidden, 1))
+        self.dropout = nn.Dropout(dropout)
+        self.heads = nn.Linear(2 * hidden, n_heads)
 
-        def all_heads(self, x: torch.Tensor) -> torch.Tensor:
-            out, _ = self.lstm(x)  # (B, L, H)
-            weights = torch.softmax(self.attention(out).squeeze(-1), dim=1)  # (B, L)
-            context = torch.einsum("bl,blh->bh", weights, out)
-            return self.heads(self.dropout(torch.cat([context, out[:, -1]], dim=-1)))
+    def all_heads(self, x: torch.Tensor) -> torch.Tensor:
+        out, _ = self.lstm(x)  # (B, L, H)
+        weights = torch.softmax(self.attention(out).squeeze(-1), dim=1)  # (B, L)
+        context = torch.einsum("bl,blh->bh", weights, out)
+        heads: torch.Tensor = self.heads(self.dropout(torch.cat([context, out[:, -1]], dim=-1)))
+        return heads
 
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.all_heads(x)[:, 0]
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.all_heads(x)[:, 0]
 
-        def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-            return masked_mse(self.all_heads(x), y)
+    def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return masked_mse(self.all_heads(x), y)
 
-    class Seq2SeqTransformer(nn.Module):
-        """Encoder over the look-back window; decoder emits the next `steps` daily returns. Trained
-        with teacher forcing (the true previous step as decoder input, causal mask); at inference
-        it decodes its own outputs. The score is the sum of the forecast steps."""
 
-        def __init__(self, n_features: int, d_model: int, nhead: int, layers: int,
-                     dropout: float, steps: int, lookback: int) -> None:  # fmt: skip
-            super().__init__()
-            self.steps = steps
-            self.embed = nn.Linear(n_features, d_model)
-            self.target_embed = nn.Linear(1, d_model)
-            self.pos = nn.Parameter(torch.zeros(1, lookback + steps, d_model))
-            nn.init.normal_(self.pos, std=0.02)
-            self.transformer = nn.Transformer(
-                d_model=d_model, nhead=nhead, num_encoder_layers=layers,
-                num_decoder_layers=layers, dim_feedforward=2 * d_model, dropout=dropout,
-                batch_first=True,
-            )  # fmt: skip
-            self.out = nn.Linear(d_model, 1)
-            self.start: torch.Tensor
-            self.causal: torch.Tensor
-            self.register_buffer("start", torch.zeros(1, 1, 1))
-            self.register_buffer("causal", nn.Transformer.generate_square_subsequent_mask(steps))
+class Seq2SeqTransformer(nn.Module):
+    """Encoder over the look-back window; decoder emits the next `steps` daily returns. Trained
+    with teacher forcing (the true previous step as decoder input, causal mask); at inference
+    it decodes its own outputs. The score is the sum of the forecast steps."""
 
-        def _decode(self, memory: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
-            n = previous.shape[1]
-            tgt = self.target_embed(previous) + self.pos[:, -self.steps :][:, :n]
-            mask = self.causal[:n, :n]
-            out = self.transformer.decoder(tgt, memory, tgt_mask=mask, tgt_is_causal=True)
-            return self.out(out).squeeze(-1)
+    def __init__(self, n_features: int, d_model: int, nhead: int, layers: int,
+                 dropout: float, steps: int, lookback: int) -> None:  # fmt: skip
+        super().__init__()
+        self.steps = steps
+        self.embed = nn.Linear(n_features, d_model)
+        self.target_embed = nn.Linear(1, d_model)
+        self.pos = nn.Parameter(torch.zeros(1, lookback + steps, d_model))
+        nn.init.normal_(self.pos, std=0.02)
+        self.transformer = nn.Transformer(
+            d_model=d_model, nhead=nhead, num_encoder_layers=layers,
+            num_decoder_layers=layers, dim_feedforward=2 * d_model, dropout=dropout,
+            batch_first=True,
+        )  # fmt: skip
+        self.out = nn.Linear(d_model, 1)
+        self.start: torch.Tensor
+        self.causal: torch.Tensor
+        self.register_buffer("start", torch.zeros(1, 1, 1))
+        self.register_buffer("causal", nn.Transformer.generate_square_subsequent_mask(steps))
 
-        def _encode(self, x: torch.Tensor) -> torch.Tensor:
-            src = self.embed(x) + self.pos[:, : x.shape[1]]
-            return self.transformer.encoder(src)
+    def _decode(self, memory: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
+        n = previous.shape[1]
+        tgt = self.target_embed(previous) + self.pos[:, -self.steps :][:, :n]
+        mask = self.causal[:n, :n]
+        out = self.transformer.decoder(tgt, memory, tgt_mask=mask, tgt_is_causal=True)
+        step: torch.Tensor = self.out(out).squeeze(-1)
+        return step
 
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            memory = self._encode(x)
-            previous = self.start.expand(x.shape[0], 1, 1)
-            for _ in range(self.steps):
-                step = self._decode(memory, previous)[:, -1:]
-                previous = torch.cat([previous, step.unsqueeze(-1)], dim=1)
-            return previous[:, 1:, 0].sum(dim=1)
+    def _encode(self, x: torch.Tensor) -> torch.Tensor:
+        src = self.embed(x) + self.pos[:, : x.shape[1]]
+        memory: torch.Tensor = self.transformer.encoder(src)
+        return memory
 
-        def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-            # Teacher forcing: the decoder sees the true step k-1 when predicting step k.
-            memory = self._encode(x)
-            start = self.start.expand(x.shape[0], 1, 1)
-            truth = torch.nan_to_num(y[:, : self.steps - 1]).unsqueeze(-1).to(x.dtype)
-            pred = self._decode(memory, torch.cat([start, truth], dim=1))
-            return masked_mse(pred, y[:, : self.steps])
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        memory = self._encode(x)
+        previous = self.start.expand(x.shape[0], 1, 1)
+        for _ in range(self.steps):
+            step = self._decode(memory, previous)[:, -1:]
+            previous = torch.cat([previous, step.unsqueeze(-1)], dim=1)
+        return previous[:, 1:, 0].sum(dim=1)
 
-    return {"mlp": MLPNet, "lstm": LSTMAttentionNet, "transformer": Seq2SeqTransformer}
+    def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        # Teacher forcing: the decoder sees the true step k-1 when predicting step k.
+        memory = self._encode(x)
+        start = self.start.expand(x.shape[0], 1, 1)
+        truth = torch.nan_to_num(y[:, : self.steps - 1]).unsqueeze(-1).to(x.dtype)
+        pred = self._decode(memory, torch.cat([start, truth], dim=1))
+        return masked_mse(pred, y[:, : self.steps])
 
 
 class NeuralModel(Model):
     """Common wrapper: trainer options from kwargs; targets scaled by the train labels' std."""
+
+    checkpoints = True
 
     def __init__(self, seed: int = 0, **kwargs: Any) -> None:
         super().__init__(seed=seed, **kwargs)
@@ -162,7 +162,7 @@ class NeuralModel(Model):
         y = targets / self.scale
         seed_everything(self.seed)
         self.module = self.build(dataset.X_all.shape[1])
-        trainer = Trainer(self.trainer_config, seed=self.seed)
+        trainer = Trainer(self.trainer_config, seed=self.seed, runtime=self.runtime)
         train = SequenceWindows(dataset.X_all, y, train_rows, self.lookback)
         valid = (
             SequenceWindows(dataset.X_all, y, valid_rows, self.lookback)
@@ -173,32 +173,9 @@ class NeuralModel(Model):
         self.history = trainer.history
         return self
 
-    def predict_rows(self, X_all: np.ndarray, rows: np.ndarray) -> np.ndarray:  # noqa: N803
+    def predict_rows(self, X_all: np.ndarray, rows: np.ndarray) -> np.ndarray:
         windows = SequenceWindows(X_all, np.zeros(len(X_all), np.float32), rows, self.lookback)
         return predict(self.module, windows) * self.scale
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        if self.module is not None:
-            # Pickle the weights and rebuild the module on load: no local class in the pickle.
-            state["module"] = {k: v.cpu() for k, v in self.module.state_dict().items()}
-            state["_n_features"] = self._n_features
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        weights = state.pop("module")
-        n_features = state.pop("_n_features", None)
-        self.__dict__.update(state)
-        self.module = None
-        if weights is not None and n_features is not None:
-            self.module = self.build(n_features)
-            self.module.load_state_dict(weights)
-            self.module.eval()
-
-    @property
-    def _n_features(self) -> int:
-        first = next(iter(self.module.parameters()))
-        return int(first.shape[-1])
 
 
 class MLPModel(NeuralModel):
@@ -209,7 +186,7 @@ class MLPModel(NeuralModel):
         super().__init__(seed=seed, hidden=hidden or [64, 32], dropout=dropout, **kwargs)
 
     def build(self, n_features: int) -> Any:
-        return _modules()["mlp"](n_features, list(self.options["hidden"]), self.options["dropout"])
+        return MLPNet(n_features, list(self.options["hidden"]), self.options["dropout"])
 
 
 class LSTMAttentionModel(NeuralModel):
@@ -233,11 +210,7 @@ class LSTMAttentionModel(NeuralModel):
 
     def build(self, n_features: int) -> Any:
         o = self.options
-        return _modules()["lstm"](n_features, o["hidden"], o["layers"], o["dropout"], self.n_heads)
-
-    @property
-    def _n_features(self) -> int:
-        return int(self.module.lstm.input_size)
+        return LSTMAttentionNet(n_features, o["hidden"], o["layers"], o["dropout"], self.n_heads)
 
 
 class TransformerModel(NeuralModel):
@@ -276,11 +249,7 @@ class TransformerModel(NeuralModel):
 
     def build(self, n_features: int) -> Any:
         o = self.options
-        return _modules()["transformer"](
+        return Seq2SeqTransformer(
             n_features, o["d_model"], o["nhead"], o["layers"], o["dropout"], int(o["steps"]),
             self.lookback,
         )  # fmt: skip
-
-    @property
-    def _n_features(self) -> int:
-        return int(self.module.embed.in_features)

@@ -28,35 +28,35 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import torch
+from torch import nn
 
-from ml.dataset import Dataset
+from ml.data.dataset import Dataset
 from ml.models.base import Model
-from ml.trainer import pick_device, progress_enabled, seed_everything
+from ml.models.trainer import pick_device, seed_everything
 
 # Rows after t at which each usable reward is known.
 REWARD_HORIZONS = {"trade_ret_1d": 2, "fwd_ret_1d": 1}
 
 
-def _policy_net(n_features: int, hidden: list[int]) -> Any:
-    import torch
-    from torch import nn
+class PolicyNet(nn.Module):
+    """One logit per symbol from its features (the same MLP for every symbol), and a learned
+    bonus for keeping the current holding."""
 
-    class PolicyNet(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            layers: list[nn.Module] = []
-            width = n_features
-            for h in hidden:
-                layers += [nn.Linear(width, h), nn.Tanh()]
-                width = h
-            layers.append(nn.Linear(width, 1))
-            self.scorer = nn.Sequential(*layers)
-            self.keep_bonus = nn.Parameter(torch.zeros(()))
+    def __init__(self, n_features: int, hidden: list[int]) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        width = n_features
+        for h in hidden:
+            layers += [nn.Linear(width, h), nn.Tanh()]
+            width = h
+        layers.append(nn.Linear(width, 1))
+        self.scorer = nn.Sequential(*layers)
+        self.keep_bonus = nn.Parameter(torch.zeros(()))
 
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.scorer(x).squeeze(-1)
-
-    return PolicyNet()
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits: torch.Tensor = self.scorer(x).squeeze(-1)
+        return logits
 
 
 class PolicyGradientTrader(Model):
@@ -94,9 +94,9 @@ class PolicyGradientTrader(Model):
         if before == after:
             return 0.0
         sides = (before != -1) + (after != -1)
-        return sides * self.kwargs["cost_bps"] * 1e-4
+        return float(sides * self.kwargs["cost_bps"] * 1e-4)
 
-    def _step_logits(self, torch: Any, x: Any, codes: np.ndarray, holding: int) -> Any:
+    def _step_logits(self, x: Any, codes: np.ndarray, holding: int) -> Any:
         """Logits of [symbol_1 .. symbol_n, cash] given today's features and the holding."""
         logits = self.module(x)
         keep = torch.zeros(len(codes) + 1, device=x.device)
@@ -105,12 +105,14 @@ class PolicyGradientTrader(Model):
             keep[int(held[0])] = 1.0
         return torch.cat([logits, torch.zeros(1, device=x.device)]) + keep * self.module.keep_bonus
 
-    def _greedy_return(self, torch: Any, days: list, X: Any, R: np.ndarray) -> float:  # noqa: N803
+    def _greedy_return(
+        self, days: list[tuple[np.ndarray, np.ndarray]], X: Any, R: np.ndarray
+    ) -> float:
         """Mean daily after-cost return of the argmax policy over `days`."""
         holding, total = -1, 0.0
         with torch.no_grad():
             for rows, codes in days:
-                action = int(self._step_logits(torch, X[rows], codes, holding).argmax())
+                action = int(self._step_logits(X[rows], codes, holding).argmax())
                 after = int(codes[action]) if action < len(codes) else -1
                 total += (R[rows[action]] if action < len(codes) else 0.0) - self._cost(
                     holding, after
@@ -120,15 +122,13 @@ class PolicyGradientTrader(Model):
 
     def greedy_holdings(self, dataset: Dataset, segment: str = "test") -> list[str | None]:
         """The symbol the argmax policy holds after each day of `segment` (None: cash)."""
-        import torch
-
         self._codes = dataset.panel.frame["symbol"].factorize()[0]
         symbols = dataset.panel.frame["symbol"].to_numpy()
-        X = torch.as_tensor(dataset.X_all, dtype=torch.float32)  # noqa: N806
+        X = torch.as_tensor(dataset.X_all, dtype=torch.float32)
         holding, held = -1, []
         with torch.no_grad():
             for rows, codes in self._days(dataset, segment):
-                action = int(self._step_logits(torch, X[rows], codes, holding).argmax())
+                action = int(self._step_logits(X[rows], codes, holding).argmax())
                 holding = int(codes[action]) if action < len(codes) else -1
                 held.append(str(symbols[rows[action]]) if action < len(codes) else None)
         return held
@@ -136,7 +136,6 @@ class PolicyGradientTrader(Model):
     # --- Model -----------------------------------------------------------------------------
 
     def fit(self, dataset: Dataset) -> PolicyGradientTrader:
-        import torch
         from tqdm.auto import tqdm
 
         o = self.kwargs
@@ -151,21 +150,21 @@ class PolicyGradientTrader(Model):
             raise ValueError(f"the panel has no {o['reward']} column (load it with the labels)")
         seed_everything(self.seed)
         rng = np.random.default_rng(self.seed)
-        device = pick_device(o["device"])
+        device = pick_device(o["device"], self.runtime.device)
         self._codes = dataset.panel.frame["symbol"].factorize()[0]
         train = self._days(dataset, "train")
         valid = self._days(dataset, "valid") if "valid" in dataset.segments else []
         if len(train) < 2:
             raise ValueError("the training window has fewer than two days with a known reward")
-        X = torch.as_tensor(dataset.X_all, dtype=torch.float32, device=device)  # noqa: N806
-        R = dataset.panel.frame[o["reward"]].to_numpy(np.float64)  # noqa: N806
-        self.module = _policy_net(X.shape[1], o["hidden"]).to(device)
+        X = torch.as_tensor(dataset.X_all, dtype=torch.float32, device=device)
+        R = dataset.panel.frame[o["reward"]].to_numpy(np.float64)
+        self.module = PolicyNet(X.shape[1], o["hidden"]).to(device)
         optimizer = torch.optim.Adam(self.module.parameters(), lr=o["lr"])
         length = min(int(o["episode_days"]), len(train))
         best, best_state = -np.inf, None
         self.history = []
 
-        bar = tqdm(range(int(o["epochs"])), desc="rl_trader", disable=not progress_enabled())
+        bar = tqdm(range(int(o["epochs"])), desc="rl_trader", disable=not self.runtime.progress)
         for epoch in bar:
             losses, rewards = [], []
             for _ in range(int(o["episodes"])):
@@ -173,8 +172,9 @@ class PolicyGradientTrader(Model):
                 log_probs, entropies, step_rewards = [], [], []
                 holding = -1
                 for rows, codes in train[start : start + length]:
-                    dist = torch.distributions.Categorical(
-                        logits=self._step_logits(torch, X[rows], codes, holding)
+                    # torch.distributions is untyped.
+                    dist: Any = torch.distributions.Categorical(
+                        logits=self._step_logits(X[rows], codes, holding)
                     )
                     action = dist.sample()
                     a = int(action)
@@ -200,7 +200,7 @@ class PolicyGradientTrader(Model):
                 optimizer.step()
                 losses.append(float(loss.detach()))
                 rewards.append(float(np.mean(step_rewards)))
-            score = float(self._greedy_return(torch, valid, X, R) if valid else np.mean(rewards))
+            score = float(self._greedy_return(valid, X, R) if valid else np.mean(rewards))
             self.history.append(
                 {"epoch": epoch, "loss": float(np.mean(losses)),
                  "train_reward": float(np.mean(rewards)), "valid_reward": score}
@@ -216,31 +216,17 @@ class PolicyGradientTrader(Model):
         return self
 
     def __getstate__(self) -> dict[str, Any]:
-        # The weights, not the module: its class is local to _policy_net (torch imported lazily).
+        # The symbol codes are a per-fit cache of the whole panel's size: not part of the model.
         state = self.__dict__.copy()
         state.pop("_codes", None)
-        if self.module is not None:
-            state["module"] = {k: v.cpu() for k, v in self.module.state_dict().items()}
         return state
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        weights = state.pop("module")
-        self.__dict__.update(state)
-        self.module = None
-        if weights is not None:
-            n_features = int(weights["scorer.0.weight"].shape[1])
-            self.module = _policy_net(n_features, self.kwargs["hidden"])
-            self.module.load_state_dict(weights)
-            self.module.eval()
-
-    def predict_rows(self, X_all: np.ndarray, rows: np.ndarray) -> np.ndarray:  # noqa: N803
-        import torch
-
+    def predict_rows(self, X_all: np.ndarray, rows: np.ndarray) -> np.ndarray:
         if self.module is None:
             raise RuntimeError("fit the trader before scoring")
         with torch.no_grad():
             x = torch.as_tensor(np.asarray(X_all)[rows], dtype=torch.float32)
-            return self.module(x).numpy().astype(np.float64)
+            return np.asarray(self.module(x).numpy(), dtype=np.float64)
 
 
 __all__ = ["REWARD_HORIZONS", "PolicyGradientTrader"]

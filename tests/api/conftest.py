@@ -17,8 +17,8 @@ from flask.testing import FlaskClient
 from api import create_app
 from api.db import close_pool
 from api.keys import create_key
-from marketflow.db import drop_database, init_database
-from marketflow.settings import database_name, with_database
+from core.db import drop_database, init_database
+from core.urls import database_name, with_database
 from tests.api.api_test_helpers import (
     API_ROLE,
     SignalRow,

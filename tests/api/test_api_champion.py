@@ -110,11 +110,11 @@ def test_no_champion_is_404_card_and_503_score(scoring_client: FlaskClient) -> N
 def test_model_card_shows_the_tags_that_exist(
     scoring_client: FlaskClient, registry: dict[str, Any]
 ) -> None:
-    # Today's training code: a few metric tags and the window as run params.
+    # A version with a few metric tags and its window as run params only (older training).
     version = register(
         registry,
         [1.0, 0.0],
-        tags={"ic": "0.031", "rmse": "0.02", "model": "ridge"},
+        tags={"metric.ic": "0.031", "metric.rmse": "0.02", "model": "ridge"},
         params={"train_start": "2010-01-04", "train_end": "2012-12-31"},
     )
     card = scoring_client.get("/api/v1/models/champion").get_json()

@@ -14,7 +14,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from marketflow.settings import database_name
+from core.urls import database_name
 from tests.api.api_test_helpers import signal_row
 
 API_CONNECTIONS_SQL = """

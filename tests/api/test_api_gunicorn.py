@@ -107,6 +107,14 @@ def test_gunicorn_serves_the_latest_signals(
 
         status, body = get_json(f"{base}/api/v1/signals/latest?limit=abc", api_key)
         assert status == 400 and body["error"] == "bad_request"
+
+        # The docs page and its Swagger UI script come from the app itself (no CDN).
+        with urllib.request.urlopen(f"{base}/api/v1/docs", timeout=5) as response:
+            assert response.status == 200
+            assert "/api/v1/docs/static/swagger-ui-bundle.js" in response.read().decode()
+        script = f"{base}/api/v1/docs/static/swagger-ui-bundle.js"
+        with urllib.request.urlopen(script, timeout=5) as response:
+            assert response.status == 200 and b"SwaggerUIBundle" in response.read()
     assert server.returncode == 0, log.read_text()
     output = log.read_text()
     assert '"GET /api/v1/signals/latest HTTP/1.1" 200' in output  # access log on stdout

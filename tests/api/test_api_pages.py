@@ -1,5 +1,5 @@
-"""What a person sees: `/` and the interactive docs, served by gunicorn, driven by a real
-headless Chromium (Debian's package)."""
+"""What a person sees: `/` and the interactive docs (Swagger UI), served by gunicorn, driven
+by a real headless Chromium (Debian's package)."""
 
 from __future__ import annotations
 
@@ -108,40 +108,59 @@ def test_home_page_shows_signals_champion_and_drift(served: dict, browser: Any) 
     page.close()
 
 
+def swagger_operation(page: Any, method: str, path: str) -> Any:
+    """An operation of the Swagger UI page, opened and switched to "Try it out"."""
+    operation = page.locator(
+        f".opblock-{method}", has=page.locator(f'.opblock-summary-path[data-path="{path}"]')
+    )
+    operation.locator(".opblock-summary").first.click()
+    operation.locator("button.try-out__btn").click()
+    return operation
+
+
+def execute(operation: Any, status: str, timeout_ms: int = 10_000) -> str:
+    """Click Execute; waits for the answer with `status`, returns its body."""
+    from playwright.sync_api import expect
+
+    operation.locator("button.execute").click()
+    answer = operation.locator(".live-responses-table .response").first
+    expect(answer.locator(".response-col_status")).to_have_text(status, timeout=timeout_ms)
+    return str(answer.locator(".response-col_description pre").first.inner_text())
+
+
 def test_docs_page_renders_the_openapi_document_and_sends_requests(
     served: dict, browser: Any
 ) -> None:
     page = browser.new_page()
-    page.goto(served["base"] + "/api/v1/docs")
-    ops = page.locator(".op")
-    ops.first.wait_for()
-    paths = ops.locator("h3 code").all_inner_texts()
+    elsewhere: list[str] = []
+    page.on(
+        "request",
+        lambda request: (
+            None if request.url.startswith(served["base"]) else elsewhere.append(request.url)
+        ),
+    )
+    response = page.goto(served["base"] + "/api/v1/docs")
+    assert response is not None and response.status == 200
+    page.locator(".opblock").first.wait_for()
+    paths = page.locator(".opblock-summary-path").evaluate_all(
+        "els => els.map(el => el.dataset.path)"
+    )
     assert "/api/v1/signals/latest" in paths and "/api/v1/score" in paths
 
-    latest = ops.filter(has=page.locator("code", has_text="/api/v1/signals/latest")).first
-    latest.locator("input[name=limit]").fill("2")
-    latest.locator("button").click()
-    output = latest.locator("pre")
-    output.wait_for()
-    page.wait_for_function("el => el.textContent.length > 0", arg=output.element_handle())
-    assert output.inner_text().startswith("401")  # no key yet
+    latest = swagger_operation(page, "get", "/api/v1/signals/latest")
+    latest.locator('tr[data-param-name="limit"] input').fill("2")
+    assert '"unauthorized"' in execute(latest, "401")  # no key yet
 
-    page.locator("#key").fill(served["key"])
-    latest.locator("button").click()
-    page.wait_for_function(
-        "el => el.textContent.startsWith('200')", arg=output.element_handle(), timeout=10_000
-    )
-    assert '"count": 2' in output.inner_text()
+    page.locator(".scheme-container button.authorize").click()
+    page.locator(".modal-ux input").first.fill(served["key"])
+    page.locator(".modal-ux button.authorize").click()
+    page.locator(".modal-ux button.btn-done").click()
+    assert '"count": 2' in execute(latest, "200")
 
-    score = ops.filter(has=page.locator("code", has_text="/api/v1/score")).first
-    score.locator("textarea").fill('{"symbols": ["S001", "S002"]}')
-    score.locator("button").click()
-    score_out = score.locator("pre")
-    page.wait_for_function(
-        "el => el.textContent.length > 0", arg=score_out.element_handle(), timeout=60_000
-    )
-    assert score_out.inner_text().startswith("200"), score_out.inner_text()
-    assert '"symbol": "S001"' in score_out.inner_text()
+    score = swagger_operation(page, "post", "/api/v1/score")
+    score.locator("textarea.body-param__text").fill('{"symbols": ["S001", "S002"]}')
+    assert '"symbol": "S001"' in execute(score, "200", timeout_ms=60_000)
+    assert elsewhere == []  # Swagger UI's JS and CSS come from the app: it works offline
     page.close()
 
 

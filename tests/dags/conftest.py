@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from marketflow.db import drop_database, ensure_database, ensure_role
-from marketflow.settings import database_name
+from core.db import drop_database, ensure_database, ensure_role
+from core.urls import database_name
 
 
 def _airflow(*args: str) -> None:

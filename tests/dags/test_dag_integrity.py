@@ -18,7 +18,7 @@ EXPECTED = {
     "marketflow_scoring",
     "marketflow_monitoring",
 }
-ALLOWED_TOP_LEVEL = {"airflow", "cosmos", "pendulum", "dags", "marketflow", "__future__"}
+ALLOWED_TOP_LEVEL = {"airflow", "cosmos", "pendulum", "dags", "core", "__future__"}
 HEAVY = [
     "pandas",
     "numpy",

@@ -3,6 +3,7 @@ no Asset event when nothing changed."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from tests.helpers import asset_events, query
@@ -24,7 +25,8 @@ def _load_state(run) -> str:
 def test_a_bad_file_is_isolated_and_the_threshold_fails_loudly(dag_runner, make_database, tmp_path):
     url = make_database()
     _write_prices(tmp_path)
-    dag_runner.configure(MARKETFLOW_DATABASE_URL=url)
+    roots = json.dumps([str(tmp_path)])
+    dag_runner.configure(MARKETFLOW_DATABASE_URL=url, MARKETFLOW_INGEST_DATA_ROOTS=roots)
     conf = {"provider": "csv", "path": str(tmp_path), "start": "2024-01-01", "end": "2024-01-31"}
 
     events = asset_events("raw_prices")
@@ -53,3 +55,17 @@ def test_a_bad_file_is_isolated_and_the_threshold_fails_loudly(dag_runner, make_
     assert _load_state(fixed) == "success"
     assert asset_events("raw_prices") == events + 1
     assert query(url, "select count(*) from raw.prices where symbol = 'CCC'") == [(1,)]
+
+
+def test_a_path_param_outside_the_data_roots_is_refused(dag_runner, make_database, tmp_path):
+    url = make_database()
+    _write_prices(tmp_path)
+    allowed = tmp_path / "vendor"
+    allowed.mkdir()
+    dag_runner.configure(
+        MARKETFLOW_DATABASE_URL=url, MARKETFLOW_INGEST_DATA_ROOTS=json.dumps([str(allowed)])
+    )
+    conf = {"provider": "csv", "path": str(tmp_path), "start": "2024-01-01", "end": "2024-01-31"}
+    run = dag_runner("marketflow_ingest", conf, retries=0)
+    assert str(run.state) == "failed"
+    assert query(url, "select count(*) from raw.prices") == [(0,)]

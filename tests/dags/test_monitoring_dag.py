@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import uuid
 
-from marketflow.settings import Settings
+from core.settings import Settings
 from tests.helpers import asset_events, query
-from tests.ml.test_monitoring import FEATURES, TRAIN, build_market, register_champion
+from tests.ml.monitoring.test_monitoring import FEATURES, TRAIN, build_market, register_champion
 
 
 def _state(run, task_id: str) -> str:
@@ -35,7 +35,10 @@ def test_decay_requests_retraining_once_per_cool_down(
         tags={"features": ",".join(FEATURES)},
         params={"train_start": str(TRAIN[0]), "train_end": str(TRAIN[1])},
     )
-    query(url, f"update signals.daily_signals set model_name = '{settings.model_name}' returning 1")
+    query(
+        url,
+        f"update signals.daily_signals set model_name = '{settings.mlflow.model_name}' returning 1",
+    )
     dag_runner.configure(**env)
     events = asset_events("retrain_request")
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import psycopg2
 import pytest
 
-from marketflow.settings import Settings
+from core.settings import Settings
 from tests.helpers import asset_events
 
 pytestmark = pytest.mark.e2e
@@ -60,7 +60,7 @@ def test_sample_data_flows_from_ingest_to_api(dag_runner, database_url, mlflow_s
 
     settings = Settings()
     client = MlflowClient(mlflow_store["MLFLOW_TRACKING_URI"])
-    champion = client.get_model_version_by_alias(settings.model_name, "champion")
+    champion = client.get_model_version_by_alias(settings.mlflow.model_name, "champion")
 
     from api import create_app
     from api.keys import create_key

@@ -30,11 +30,11 @@ import pandas as pd
 import psycopg2
 import pytest
 
+from core.db import drop_database, init_database
+from core.dbt import DbtError, build, dbt_env, docs_generate, run_dbt, target_path
+from core.urls import database_name, with_database
 from ingest.loader import load_prices as ingest_prices
 from ingest.providers.sample import SampleProvider
-from marketflow.db import drop_database, init_database
-from marketflow.dbt import DbtError, build, dbt_env, docs_generate, run_dbt, target_path
-from marketflow.settings import database_name, with_database
 from tests.dbt.reference import LABEL_HORIZONS, expected_features, expected_labels
 from tests.helpers import query
 
@@ -361,6 +361,51 @@ def test_models_land_in_their_schemas_with_one_row_per_bar(built_url: str) -> No
     assert set(counts.values()) == {(3 * N_DAYS, 3)}
 
 
+def test_marts_keys_are_primary_keys_and_the_window_families_leave_no_relation(
+    built_url: str,
+) -> None:
+    keys = query(
+        built_url,
+        "select c.conrelid::regclass::text, array_agg(a.attname::text order by a.attnum)"
+        " from pg_constraint as c join pg_attribute as a"
+        " on a.attrelid = c.conrelid and a.attnum = any(c.conkey)"
+        " where c.contype = 'p' and c.connamespace = 'marts'::regnamespace group by 1",
+    )
+    assert dict(keys) == {
+        "marts.features_daily": ["symbol", "trade_date"],
+        "marts.labels_daily": ["symbol", "trade_date"],
+        "marts.label_catalog": ["label"],
+    }
+    # Ephemeral: compiled into features_daily's query, never built on their own.
+    families = query(
+        built_url,
+        "select count(*) from pg_class where relname like 'int\\_prices\\_%'"
+        " and relname <> 'int_prices_adjusted'",
+    )
+    assert families == [(0,)]
+
+
+def test_only_staging_reads_sources_and_every_model_tests_its_key(built_url: str) -> None:
+    run_dbt(["parse"], built_url)  # this project's manifest
+    nodes = json.loads((target_path() / "manifest.json").read_text())["nodes"]
+    models = {uid: n for uid, n in nodes.items() if n["resource_type"] in ("model", "seed")}
+    unique_tested = {
+        n["attached_node"]
+        for n in nodes.values()
+        if n.get("test_metadata", {}).get("name") == "unique"
+    }
+    for uid, model in models.items():
+        if any(parent.startswith("source.") for parent in model["depends_on"].get("nodes", [])):
+            assert model["fqn"][1] == "staging" and model["name"].startswith("stg_"), uid
+        primary_key = any(c["type"] == "primary_key" for c in model.get("constraints", []))
+        if model["config"]["materialized"] == "ephemeral":
+            # No table to test: documented, and tested through features_daily's primary key
+            # and assert_features_and_labels_share_keys (models/intermediate/features/).
+            assert "Key: (symbol, trade_date)" in model["description"], uid
+        else:
+            assert primary_key or uid in unique_tested, uid
+
+
 def test_edge_cases_match_the_reference(built_url: str, prices: pd.DataFrame) -> None:
     actual = read_features(built_url)
     assert_matches_reference(actual, expected_features(read_raw(built_url)))
@@ -373,13 +418,15 @@ def test_edge_cases_match_the_reference(built_url: str, prices: pd.DataFrame) ->
 
 def test_a_table_with_other_columns_is_rebuilt_in_full(built_url: str) -> None:
     """A release that adds features meets tables built by the previous one: the incremental
-    run must rebuild them (macros/should_full_refresh.sql), not fail or leave NULL columns."""
+    run must rebuild them (macros/drop_tables_off_contract.sql), not fail or leave NULL columns;
+    the view over the table, dropped with it, comes back in the same build."""
     with psycopg2.connect(built_url) as conn, conn.cursor() as cur:
         cur.execute("alter table marts.features_daily drop column macd_hist")
         cur.execute("delete from marts.features_daily where history_days > 100")
     conn.close()
     build(built_url)
     assert_matches_reference(read_features(built_url), expected_features(read_raw(built_url)))
+    assert query(built_url, "select count(*) from marts.universe_daily") == [(3 * N_DAYS,)]
 
 
 def test_windows_are_null_until_full(built_url: str) -> None:
@@ -498,12 +545,22 @@ def test_data_tests_check_each_rebuild_until_it_passes(
     build(url)  # first build: the whole table, tested and verified
     assert rebuilds(url) == [(None, True)]
 
-    # A day's rebuild is tested on its own rows: the compiled test reads from that day on.
+    # A day's rebuild is tested on its own rows: the compiled test reads the rebuild log when
+    # it runs, so a bad row the day before the rebuilt one goes unseen.
+    good_rsi = query(
+        url,
+        f"select rsi_14 from marts.features_daily where trade_date = '{days[99]}'"
+        " and symbol = 'AAA'",
+    )[0][0]
+    assert execute(url, "update marts.features_daily set rsi_14 = 150 where trade_date = %s"
+                   " and symbol = 'AAA'", days[99]) == 1  # fmt: skip
     insert_prices(url, prices[prices.trade_date == days[100]])
     build(url)
     assert rebuilds(url)[-1] == (days[100], True)
     compiled = next(target_path().glob("run/marketflow/**/not_null_features_daily_adj_close.sql"))
-    assert f"trade_date >= '{days[100]}'::date" in compiled.read_text()
+    assert "from monitoring.dbt_rebuilds" in compiled.read_text()
+    execute(url, "update marts.features_daily set rsi_14 = %s where trade_date = %s"
+            " and symbol = 'AAA'", good_rsi, days[99])  # fmt: skip
 
     # Built without tests (`dbt run`), then a rebuilt row goes bad: the next build checks it,
     # although it rebuilds nothing, and fails; the rows stay unverified until a run passes.

@@ -7,19 +7,21 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import psycopg2
 import pytest
 
+from core.catalogue import feature_catalogue
+from core.urls import database_name
 from expectations.checkpoint import (
     ValidationFailed,
     ValidationSummary,
     run_checkpoint,
     validate_or_raise,
 )
-from expectations.suites import SUITES, feature_catalogue
-from marketflow.settings import database_name
+from expectations.suites import SUITES
 
 PRICE_COLUMNS = ("symbol", "trade_date", "open", "high", "low", "close", "adj_close", "volume")
 # A stand-in for the dbt-built mart with every catalogued feature column (all double precision).
@@ -417,7 +419,7 @@ def test_universe_needs_a_row_per_feature_row_and_a_consistent_reason(db: str) -
     assert sorted(f["observed"] for f in summary.failed_expectations) == [1, 2]
 
 
-def test_every_run_writes_its_data_docs(db: str, tmp_path) -> None:  # noqa: ANN001
+def test_every_run_writes_its_data_docs(db: str, tmp_path: Path) -> None:
     insert_prices(db, good_prices())
     summary = validate_or_raise(db, "raw_prices")
     assert summary.data_docs == str(

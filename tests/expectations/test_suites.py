@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
 import pytest
 
+from core.catalogue import feature_catalogue
 from expectations.suites import (
     SUITES,
-    feature_catalogue,
     features_daily,
     labels_daily,
     raw_prices,
     universe_daily,
 )
 
+if TYPE_CHECKING:
+    from great_expectations import ExpectationSuite
 
-def described(suite) -> set[tuple]:  # noqa: ANN001 - a gx.ExpectationSuite
+
+def described(suite: ExpectationSuite) -> set[tuple]:
     rows = set()
     for expectation in suite.expectations:
         kwargs = expectation.configuration.kwargs
@@ -37,7 +43,7 @@ def test_suites_are_registered_with_their_tables() -> None:
 
 
 @pytest.mark.parametrize("build", [raw_prices, features_daily, labels_daily, universe_daily])
-def test_each_call_builds_a_fresh_suite(build) -> None:  # noqa: ANN001
+def test_each_call_builds_a_fresh_suite(build: Callable[[], ExpectationSuite]) -> None:
     first, second = build(), build()
     assert first is not second
     assert len(first.expectations) == len(second.expectations) >= 5

@@ -10,8 +10,9 @@ import pytest
 
 import ingest.providers.csv as csv_provider
 from ingest.loader import BatchResult, load_prices
-from ingest.providers import PRICE_COLUMNS, FetchFailure, get_provider
+from ingest.providers import FetchFailure, get_provider
 from ingest.providers.csv import CsvProvider
+from ingest.schema import PRICE_COLUMNS
 from tests.helpers import query as _rows
 
 TODAY = date(2024, 6, 28)
@@ -180,8 +181,7 @@ def test_header_only_file_loads_nothing_and_the_batch_succeeds(make_database, tm
         (
             "AAPL.csv",
             PER_SYMBOL_HEADER + "2024-01-02,1,2,0.5,1.5,10\n2024-01-03,1,2,0.5,1.5,1,000\n",
-            "AAPL.csv: data row 2 has more fields than the header (6); "
-            "is a value with a ',' unquoted?",
+            "AAPL.csv: line 3 has 7 fields, the header has 6; is a value with a ',' unquoted?",
         ),
         (
             "AAPL.csv",
@@ -191,7 +191,7 @@ def test_header_only_file_loads_nothing_and_the_batch_succeeds(make_database, tm
         (
             "AAPL.csv",
             PER_SYMBOL_HEADER + "2024-01-02,1,2,0.5,1.5,10,,7\n",
-            "AAPL.csv: the first data row has more fields than the header (6)",
+            "AAPL.csv: line 2 has 8 fields, the header has 6; is a value with a ',' unquoted?",
         ),
     ],
 )
@@ -321,7 +321,13 @@ def test_a_bad_file_in_a_folder_fails_alone(make_database, tmp_path):
         "BAD.csv: no close column (looked for close, c, close price, last); "
         "columns found: Date, Open, High, Low, Volume"
     )
-    assert items[1] == FetchFailure(unit="BAD.csv", error=error)
+    assert [item for item in items if isinstance(item, FetchFailure)] == [
+        FetchFailure(unit="BAD.csv", error=error)
+    ]
+    # the two good files travel in one frame that names both
+    assert [item.attrs["units"] for item in items if not isinstance(item, FetchFailure)] == [
+        ["AAA.csv", "CCC.csv.gz"]
+    ]
     assert result.failures == [{"unit": "BAD.csv", "error": error}]
     assert [row[0] for row in _prices(url)] == ["AAA", "CCC"]
     assert _rows(url, "select status, units_failed from raw.ingest_batches") == [("succeeded", 1)]

@@ -10,8 +10,9 @@ import psycopg2
 import pytest
 
 from ingest.loader import load_prices
-from ingest.providers import CHUNK_ROWS, PRICE_COLUMNS, get_provider
+from ingest.providers import CHUNK_ROWS, get_provider
 from ingest.providers.synthetic import SyntheticProvider
+from ingest.schema import PRICE_COLUMNS
 
 TODAY = date(2025, 1, 31)
 

@@ -22,8 +22,9 @@ import psycopg2
 import pytest
 
 from ingest.loader import load_prices
-from ingest.providers import OPTIONAL_COLUMNS, PRICE_COLUMNS, FetchFailure, get_provider
+from ingest.providers import FetchFailure, get_provider
 from ingest.providers.yahoo import TransientFetchError, YahooProvider, yfinance_download
+from ingest.schema import OPTIONAL_COLUMNS, PRICE_COLUMNS
 
 DATA = Path(__file__).parent / "data" / "yahoo"
 EXCHANGE_TZ = {"AAPL": "America/New_York", "SPY": "America/New_York", "7203.T": "Asia/Tokyo"}

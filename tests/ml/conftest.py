@@ -16,8 +16,8 @@ from datetime import date
 
 import pytest
 
-from marketflow.db import drop_database, init_database
-from marketflow.settings import Settings
+from core.db import drop_database, init_database
+from core.settings import Settings
 
 SYMBOLS = ["AAPL", "GOOG", "IBM", "MSFT"]
 START, END = date(2008, 1, 1), date(2012, 12, 31)
@@ -26,8 +26,8 @@ START, END = date(2008, 1, 1), date(2012, 12, 31)
 @pytest.fixture(scope="session")
 def market_url(admin_url: str) -> Iterator[str]:
     """Sample prices for SYMBOLS, START..END, with the dbt marts built on them."""
+    from core.dbt import build
     from ingest.loader import ingest
-    from marketflow.dbt import build
 
     name = f"mf_test_{os.getpid()}_ml_{uuid.uuid4().hex[:8]}"
     url = f"postgresql://marketflow@{os.environ.get('MARKETFLOW_TEST_PG', '127.0.0.1:5432')}/{name}"
@@ -58,10 +58,10 @@ def ml_settings(mlflow_store: dict[str, str], monkeypatch: pytest.MonkeyPatch) -
 
 
 @pytest.fixture
-def mlflow_client(ml_settings: Settings):  # noqa: ANN201 - mlflow.MlflowClient
+def mlflow_client(ml_settings: Settings):  # mlflow.MlflowClient
     from mlflow import MlflowClient
 
-    uri = ml_settings.mlflow_tracking_uri
+    uri = ml_settings.mlflow.tracking_uri
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
@@ -70,7 +70,7 @@ def synthetic_frame(
     symbols: tuple[str, ...] = ("AAA", "BBB", "CCC", "DDD"),
     seed: int = 3,
     signal: float = 1.0,
-):  # noqa: ANN201 - pandas.DataFrame
+):  # pandas.DataFrame
     """A panel where fwd_ret_5d is partly `signal` x a feature known at t (plus noise)."""
     import numpy as np
     import pandas as pd
@@ -92,10 +92,10 @@ def synthetic_frame(
 
 
 @pytest.fixture
-def synthetic_panel():  # noqa: ANN201 - factory of ml.dataset.Panel
-    from ml.dataset import Panel
+def synthetic_panel():  # factory of ml.data.dataset.Panel
+    from ml.data.dataset import Panel
 
-    def make(**kwargs):  # noqa: ANN003, ANN202
+    def make(**kwargs):
         return Panel(synthetic_frame(**kwargs), ["f_signal", "f_noise", "f_scale"], "fwd_ret_5d", 5)
 
     return make
@@ -128,13 +128,13 @@ TINY_CONFIG = {
 
 
 @pytest.fixture
-def tiny_config(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201 - factory of a Path
+def tiny_config(tmp_path_factory: pytest.TempPathFactory):  # factory of a Path
     """Write a small training config (optionally changed) and return its path."""
     import copy
 
     import yaml
 
-    def make(**changes):  # noqa: ANN003, ANN202
+    def make(**changes):
         config = copy.deepcopy(TINY_CONFIG)
         config.update(changes)
         path = tmp_path_factory.mktemp("config") / "models.yaml"

@@ -8,11 +8,11 @@ import pandas as pd
 import psycopg2
 import pytest
 
-from marketflow.settings import Settings
-from ml.dataset import FEATURES, load_frame, load_panel
+from core.settings import Settings
+from ml.data.handler import FEATURES, load_frame, load_panel
 from ml.inference import load_champion, score_rows
+from ml.registry.card import CHAMPION
 from ml.scoring import NoChampionError, score_latest, to_signals
-from ml.tracking import CHAMPION
 from ml.train import train
 
 # --- to_signals ----------------------------------------------------------------------------
@@ -68,14 +68,17 @@ def test_champion_scores_the_latest_date_and_a_rerun_upserts(
     market_url: str, market_symbols: list[str], ml_settings: Settings, mlflow_client, tiny_config
 ) -> None:
     trained = train(market_url, config_path=tiny_config())
-    champion = mlflow_client.get_model_version_by_alias(ml_settings.model_name, CHAMPION)
+    champion = mlflow_client.get_model_version_by_alias(ml_settings.mlflow.model_name, CHAMPION)
 
     result = score_latest(market_url)  # settings come from the environment, as in the DAG
 
     latest = load_frame(market_url, FEATURES, with_label=False)["trade_date"].max()
-    rows = published(market_url, ml_settings.model_name)
+    rows = published(market_url, ml_settings.mlflow.model_name)
     assert (result.trade_date, result.rows) == (latest, len(market_symbols))
-    assert (result.model_name, result.model_version) == (ml_settings.model_name, trained.version)
+    assert (result.model_name, result.model_version) == (
+        ml_settings.mlflow.model_name,
+        trained.version,
+    )
     assert result.mlflow_run_id == champion.run_id == trained.run_id
     assert rows["trade_date"].tolist() == [latest] * len(market_symbols)
     assert sorted(rows["symbol"]) == sorted(market_symbols)
@@ -97,7 +100,7 @@ def test_champion_scores_the_latest_date_and_a_rerun_upserts(
     again = score_latest(market_url)
 
     assert (again.trade_date, again.rows) == (result.trade_date, result.rows)
-    rerun = published(market_url, ml_settings.model_name)
+    rerun = published(market_url, ml_settings.mlflow.model_name)
     pd.testing.assert_frame_equal(rerun, rows)
 
 
@@ -108,7 +111,7 @@ def test_as_of_scores_the_last_date_on_or_before_it(
 
     result = score_latest(market_url, ml_settings, as_of=date(2011, 7, 3))  # a Sunday
 
-    rows = published(market_url, ml_settings.model_name)
+    rows = published(market_url, ml_settings.mlflow.model_name)
     assert result.trade_date == date(2011, 7, 1)
     assert rows["trade_date"].tolist() == [date(2011, 7, 1)] * len(market_symbols)
 
@@ -116,20 +119,20 @@ def test_as_of_scores_the_last_date_on_or_before_it(
 def test_scoring_without_a_registered_model_says_to_train_first(
     market_url: str, ml_settings: Settings
 ) -> None:
-    message = rf"model '{ml_settings.model_name}' has no @champion yet: run training first"
+    message = rf"model '{ml_settings.mlflow.model_name}' has no @champion yet: run training first"
     with pytest.raises(NoChampionError, match=message):
         score_latest(market_url)
 
-    assert published(market_url, ml_settings.model_name).empty
+    assert published(market_url, ml_settings.mlflow.model_name).empty
 
 
 def test_scoring_a_model_whose_champion_alias_was_removed_says_to_train_first(
     market_url: str, ml_settings: Settings, mlflow_client, tiny_config
 ) -> None:
     train(market_url, ml_settings, tiny_config())
-    mlflow_client.delete_registered_model_alias(ml_settings.model_name, CHAMPION)
+    mlflow_client.delete_registered_model_alias(ml_settings.mlflow.model_name, CHAMPION)
 
     with pytest.raises(NoChampionError, match="has no @champion yet: run training first"):
         score_latest(market_url, ml_settings)
 
-    assert published(market_url, ml_settings.model_name).empty
+    assert published(market_url, ml_settings.mlflow.model_name).empty

@@ -16,12 +16,16 @@ import pandas as pd
 import psycopg2
 import pytest
 
-from marketflow.settings import Settings
-from ml.dataset import FEATURES, Panel, discover_features, load_panel
-from ml.leakage import LeakageError
-from ml.tracking import CHALLENGER, CHAMPION
-from ml.train import TAG_METRICS, load_config, prepare, sanity_failures, train
-from ml.walk_forward import WalkForwardResult, run_walk_forward
+from core.settings import Settings
+from ml.config import load_config, parse_config
+from ml.data.dataset import Panel
+from ml.data.handler import FEATURES, discover_features, load_panel
+from ml.evaluation.leakage import LeakageError
+from ml.evaluation.walk_forward import WalkForwardResult, run_walk_forward
+from ml.prepare import prepare
+from ml.registry.card import CHALLENGER, CHAMPION, TAG_METRICS
+from ml.registry.gate import sanity_failures
+from ml.train import train
 from tests.ml.conftest import TINY_CONFIG
 
 CONTRACT_TAGS = ("model", "label", "label_horizon", "lookback", "features", "train_start",
@@ -36,7 +40,7 @@ def test_first_training_walks_forward_registers_with_tags_and_becomes_champion(
     config_path = tiny_config()
     result = train(market_url, config_path=config_path)  # settings from the environment
 
-    name = ml_settings.model_name
+    name = ml_settings.mlflow.model_name
     assert (result.model_name, result.version, result.champion_version) == (name, "1", "1")
     assert result.promoted and result.reason == "no champion yet: challenger promoted"
     for alias in (CHAMPION, CHALLENGER):
@@ -130,7 +134,7 @@ def test_retraining_the_same_config_reproduces_the_metrics_and_does_not_promote(
         f"challenger rank_ic {rank_ic:.4f} <= champion v1 rank_ic {rank_ic:.4f} (same folds):"
         " champion kept"
     )
-    name = ml_settings.model_name
+    name = ml_settings.mlflow.model_name
     assert str(mlflow_client.get_model_version_by_alias(name, CHAMPION).version) == "1"
     assert str(mlflow_client.get_model_version_by_alias(name, CHALLENGER).version) == "2"
     tags = mlflow_client.get_run(second.run_id).data.tags
@@ -190,7 +194,7 @@ def test_a_feature_built_from_the_label_stops_training_with_a_clear_message(
             cur.execute("alter table marts.features_daily drop column peek_5d")
         conn.close()
     # Nothing was trained or registered.
-    assert mlflow_client.search_registered_models(f"name = '{ml_settings.model_name}'") == []
+    assert mlflow_client.search_registered_models(f"name = '{ml_settings.mlflow.model_name}'") == []
 
 
 # --- honesty: no skill where there is none, and no implausible skill where there is little --
@@ -231,12 +235,12 @@ def load_config_dict() -> dict:
 
 def _folds(market_url: str) -> list:
     config = {**TINY_CONFIG, "walk_forward": {**TINY_CONFIG["walk_forward"], "max_folds": 3}}
-    return prepare(market_url, config).folds
+    return prepare(market_url, parse_config(config)).folds
 
 
 def test_a_database_without_built_marts_has_nothing_to_train_on(make_database, market_url) -> None:
     """The training DAG's weekly tick skips (not fails) before the first features build."""
-    from ml.train import has_labelled_features
+    from ml.data.handler import has_labelled_features
 
     empty = make_database()
     assert has_labelled_features(empty) is False

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from marketflow.settings import Settings
-from ml.train import load_config, prepare
+from core.settings import Settings
+from ml.config import load_config
+from ml.prepare import prepare
 from ml.tune import tune, validation_score
 
 
@@ -30,14 +31,14 @@ def test_grid_search_logs_a_child_run_per_trial_and_writes_the_best_config(
     assert result.best_kwargs == best["kwargs"] and result.best_score == best["score"]
     # The score is the validation-segment RankIC, recomputable from the same folds.
     config = load_config(config_path)
-    prepared = prepare(market_url, {**config, "models": {"ridge": config["models"]["ridge"]}})
+    prepared = prepare(market_url, config.with_models({"ridge": config.models["ridge"]}))
     spec = {"class": "ridge", "kwargs": best["kwargs"]}
     assert validation_score(prepared, spec)[0] == pytest.approx(result.best_score)
 
     written = yaml.safe_load(out.read_text())
     assert written["models"]["ridge"]["kwargs"]["alpha"] == result.best_kwargs["alpha"]
-    assert written["models"]["xgboost"] == config["models"]["xgboost"]  # the rest untouched
-    experiment = mlflow_client.get_experiment_by_name(ml_settings.mlflow_experiment)
+    assert written["models"]["xgboost"] == config.models["xgboost"].as_dict()  # the rest untouched
+    experiment = mlflow_client.get_experiment_by_name(ml_settings.mlflow.experiment)
     children = mlflow_client.search_runs(
         [experiment.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{result.run_id}'"
     )

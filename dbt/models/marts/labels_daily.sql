@@ -33,7 +33,8 @@ rebuild_starts as (
         coalesce(waiting.start_date, '-infinity'::date) as start_date
     from symbols_to_update
     cross join first_new_day
-    cross join lateral (
+    -- A subquery per symbol (LATERAL, with its LIMIT): no CTE can say that.
+    cross join lateral (  -- noqa: ST05
         select min(recent.trade_date) as start_date
         from (
             select built.trade_date
@@ -55,12 +56,14 @@ prices as (
         adjusted.trade_date,
         adjusted.adj_close,
         adjusted.ingested_at
+    {%- if is_incremental() %}
     from {{ ref('int_prices_adjusted') }} as adjusted
-{%- if is_incremental() %}
     inner join rebuild_starts
         on adjusted.symbol = rebuild_starts.symbol
     where adjusted.trade_date >= rebuild_starts.start_date
-{%- endif %}
+    {%- else %}
+    from {{ ref('int_prices_adjusted') }} as adjusted
+    {%- endif %}
 
 ),
 

@@ -3,7 +3,8 @@
     Which symbols are tradeable on each day: one row per row of features_daily. Rules, in the
     order `reason` reports them (the first that fails): enough history for every feature
     window, a minimum unadjusted close, a minimum 20-day average dollar volume, and, when
-    reference.index_membership holds any row, point-in-time index membership on that day.
+    the index membership (reference.index_membership) holds any row, point-in-time
+    membership on that day.
     A view over features_daily, so it is always consistent with it and costs nothing to build.
 -#}
 
@@ -27,13 +28,13 @@ membership as (
         symbol,
         valid_from,
         valid_to
-    from {{ source('reference', 'index_membership') }}
+    from {{ ref('stg_reference__index_memberships') }}
 
 ),
 
 membership_in_use as (
 
-    select exists (select 1 from membership) as is_used
+    select exists(select 1 from membership) as is_used
 
 ),
 

@@ -1,0 +1,71 @@
+"""`/api/v1/drift`: the latest drift run with live quality, and a run's HTML report."""
+
+from __future__ import annotations
+
+import math
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+from flask import Response, abort, jsonify, send_file
+
+from api import queries
+from api.db import fetch_all
+from api.openapi import URL_PREFIX, Blueprint
+from api.resources.errors import documents_errors
+from api.schemas import DriftRunPathSchema, DriftStatusSchema, ModelArgsSchema
+
+blp = Blueprint("drift", __name__, url_prefix=f"{URL_PREFIX}/drift", description="Monitoring")
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _row_json(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: _jsonable(v) for k, v in row.items()}
+
+
+@blp.get("/latest")
+@blp.arguments(ModelArgsSchema, location="query")
+@blp.response(200, DriftStatusSchema, description="Drift")
+@documents_errors(blp, 401, 404, 503)
+def drift_latest(args: dict[str, Any]) -> Response:
+    """The latest drift run (per feature) and live signal quality"""
+    model = args.get("model")
+    runs = fetch_all(queries.DRIFT_RUN, {"model": model})
+    quality = fetch_all(queries.LIVE_QUALITY, {"model": model})
+    retrain = fetch_all(queries.LAST_RETRAIN, {"model": model})
+    if not runs and not quality:
+        abort(404, description="no drift monitoring runs yet")
+    drift = None
+    if runs:
+        run = runs[0]
+        features = fetch_all(queries.DRIFT_FEATURES, {"run_id": run["run_id"]})
+        drift = {k: _jsonable(v) for k, v in run.items() if k != "report_path"}
+        drift["report_url"] = f"{blp.url_prefix}/{run['run_id']}/report"
+        drift["features"] = [_row_json(f) for f in features]
+    return jsonify(
+        drift=drift,
+        live_quality=_row_json(quality[0]) if quality else None,
+        last_retrain_request=_row_json(retrain[0]) if retrain else None,
+    )
+
+
+@blp.get("/<run_id>/report")
+@blp.arguments(DriftRunPathSchema, location="path")
+@blp.response(200, {"type": "string"}, content_type="text/html", description="HTML")
+@documents_errors(blp, 401, 404, 503)
+def drift_report(path: dict[str, Any], run_id: str) -> Response:
+    """A drift run's Evidently HTML report"""
+    rows = fetch_all(queries.DRIFT_REPORT, {"run_id": run_id})
+    if not rows:
+        abort(404, description=f"no drift run {run_id}")
+    report = Path(rows[0]["report_path"])
+    if not report.is_file():
+        abort(404, description="the report file is gone from this machine")
+    return send_file(report, mimetype="text/html")

@@ -1,0 +1,205 @@
+"""MarketFlow's settings: one tree, read from the environment once at the edge (the CLI, a DAG
+task, the API's app factory) and passed down.
+
+Each section is a `pydantic-settings` class of its own, so every variable keeps the name that
+`.env.example` documents (`MARKETFLOW_DATABASE_URL`, `MARKETFLOW_API_BIND`, ...), and the whole
+tree can also be set through nested names (`MARKETFLOW_API__BIND`). Nothing here imports a
+heavy library: DAG files read it at parse time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DBT_PROJECT_DIR = REPO_ROOT / "dbt"
+
+
+def _env(*names: str) -> Any:
+    """A field read from the first of `names` that is set (and by its own name when the
+    section is built from keyword arguments or a nested variable)."""
+    return Field(validation_alias=AliasChoices(*names))
+
+
+class _Section(BaseSettings):
+    # An empty variable means "use the default", as the shell scripts and compose file expect.
+    model_config = SettingsConfigDict(
+        env_ignore_empty=True, populate_by_name=True, extra="ignore", frozen=True
+    )
+
+
+class DbSettings(_Section):
+    """The pipeline's own connection (the owner role) and the superuser bootstrap uses."""
+
+    url: Annotated[str, _env("MARKETFLOW_DATABASE_URL", "url")] = (
+        "postgresql://marketflow@127.0.0.1:5432/marketflow"
+    )
+    # A superuser connection used only to create databases and roles (idempotently).
+    admin_url: Annotated[str, _env("MARKETFLOW_ADMIN_URL", "admin_url")] = (
+        "postgresql://postgres@127.0.0.1:5432/postgres"
+    )
+
+
+class MlflowSettings(_Section):
+    tracking_uri: Annotated[str, _env("MLFLOW_TRACKING_URI", "tracking_uri")] = (
+        "http://127.0.0.1:5000"
+    )
+    experiment: Annotated[str, _env("MARKETFLOW_MLFLOW_EXPERIMENT", "experiment")] = "marketflow"
+    model_name: Annotated[str, _env("MARKETFLOW_MODEL_NAME", "model_name")] = "marketflow_signal"
+    # Where people open MLflow runs (the API's model card links there); empty: no link.
+    ui_url: Annotated[str, _env("MARKETFLOW_API_MLFLOW_UI_URL", "ui_url")] = ""
+
+
+class IngestSettings(_Section):
+    provider: Annotated[str, _env("MARKETFLOW_DATA_PROVIDER", "provider")] = "sample"
+    # Trading days the scheduled ingest re-reads before its interval (late corrections).
+    lookback_days: Annotated[int, _env("MARKETFLOW_INGEST_LOOKBACK_DAYS", "lookback_days")] = 5
+    # Share of failed symbols/files above which the ingest task fails.
+    max_failed_share: Annotated[
+        float, _env("MARKETFLOW_INGEST_MAX_FAILED_SHARE", "max_failed_share")
+    ] = 0.2
+    # Folders a scheduled csv ingest may read (its `path` Param must resolve inside one), as a
+    # JSON list; the CLI reads whatever path its user gives.
+    data_roots: Annotated[list[Path], _env("MARKETFLOW_INGEST_DATA_ROOTS", "data_roots")] = [
+        REPO_ROOT / ".data",
+        REPO_ROOT.parent / "shared" / "data",
+    ]
+    # Decompressed bytes read from one file at most (a small gzip can expand without bound).
+    max_file_bytes: Annotated[int, _env("MARKETFLOW_INGEST_MAX_FILE_BYTES", "max_file_bytes")] = (
+        4 * 1024**3
+    )
+
+
+class TrainingSettings(_Section):
+    # A config other than ml/config/models.yaml (e.g. ml/config/full.yaml on a GPU worker).
+    config: Annotated[str, _env("MARKETFLOW_TRAINING_CONFIG", "config")] = ""
+    # Celery queue and pool of the GPU step (LocalExecutor ignores queues).
+    queue: Annotated[str, _env("MARKETFLOW_TRAINING_QUEUE", "queue")] = "default"
+    pool: Annotated[str, _env("MARKETFLOW_TRAINING_POOL", "pool")] = "default_pool"
+    # cpu | cuda | empty (cuda when available).
+    device: Annotated[str, _env("MARKETFLOW_DEVICE", "device")] = ""
+    # Progress bars for training epochs (the CLI turns them on; task logs stay quiet).
+    progress: Annotated[bool, _env("MARKETFLOW_PROGRESS", "progress")] = False
+
+
+class MonitoringSettings(_Section):
+    """When monitoring asks for a retrain."""
+
+    # Days of scored history compared with the training reference.
+    current_days: Annotated[int, _env("MARKETFLOW_DRIFT_CURRENT_DAYS", "current_days")] = 60
+    # Share of drifted features that counts as dataset drift.
+    drift_share: Annotated[float, _env("MARKETFLOW_DRIFT_SHARE_THRESHOLD", "drift_share")] = 0.5
+    # Drift of the published scores alone is a reason to retrain.
+    retrain_on_prediction_drift: Annotated[
+        bool, _env("MARKETFLOW_RETRAIN_ON_PREDICTION_DRIFT", "retrain_on_prediction_drift")
+    ] = True
+    min_live_ic: Annotated[float, _env("MARKETFLOW_MIN_LIVE_IC", "min_live_ic")] = 0.0
+    min_hit_rate: Annotated[float, _env("MARKETFLOW_MIN_LIVE_HIT_RATE", "min_hit_rate")] = 0.45
+    # Live quality is judged only once this many labelled days exist.
+    min_live_days: Annotated[int, _env("MARKETFLOW_MIN_LIVE_DAYS", "min_live_days")] = 10
+    live_window_days: Annotated[int, _env("MARKETFLOW_LIVE_WINDOW_DAYS", "live_window_days")] = 20
+    top_k: Annotated[int, _env("MARKETFLOW_LIVE_TOP_K", "top_k")] = 10
+    cooldown_days: Annotated[int, _env("MARKETFLOW_RETRAIN_COOLDOWN_DAYS", "cooldown_days")] = 5
+
+
+class ApiSettings(_Section):
+    """The signals API. Its default connection is `marketflow_api`, the role that may only read
+    `signals`, `monitoring`, `api` (and the marts' look-back window for on-demand scoring)."""
+
+    database_url: Annotated[str, _env("MARKETFLOW_API_DATABASE_URL", "database_url")] = (
+        "postgresql://marketflow_api@127.0.0.1:5432/marketflow"
+    )
+    # Seconds to wait for a TCP connection before answering 503.
+    connect_timeout: Annotated[
+        int, _env("MARKETFLOW_API_DB_CONNECT_TIMEOUT", "connect_timeout")
+    ] = 3
+    # Server-side cap on every query, so a slow query cannot pin a gunicorn worker.
+    statement_timeout_ms: Annotated[
+        int, _env("MARKETFLOW_API_DB_STATEMENT_TIMEOUT_MS", "statement_timeout_ms")
+    ] = 5000
+    # Idle connections kept per worker process between requests.
+    pool_size: Annotated[int, _env("MARKETFLOW_API_DB_POOL_SIZE", "pool_size")] = 4
+    bind: Annotated[str, _env("MARKETFLOW_API_BIND", "bind")] = "127.0.0.1:8000"
+    workers: Annotated[int, _env("MARKETFLOW_API_WORKERS", "workers")] = 2
+    # Threads per worker (1: gunicorn's sync worker; more: gthread, with keep-alive); see
+    # api/gunicorn.conf.py for why 1 is the default.
+    threads: Annotated[int, _env("MARKETFLOW_API_THREADS", "threads")] = 1
+    pidfile: Annotated[str | None, _env("MARKETFLOW_API_PIDFILE", "pidfile")] = None
+    # gunicorn's control socket for `gunicornc`; off unless a path is given.
+    control_socket: Annotated[
+        str | None, _env("MARKETFLOW_API_CONTROL_SOCKET", "control_socket")
+    ] = None
+    # Seconds a valid key, the latest-signals stamp and the champion alias are trusted before
+    # the database or the registry is asked again (0: ask every time).
+    key_cache_seconds: Annotated[
+        float, _env("MARKETFLOW_API_KEY_CACHE_SECONDS", "key_cache_seconds")
+    ] = 5.0
+    signals_cache_seconds: Annotated[
+        float, _env("MARKETFLOW_API_SIGNALS_CACHE_SECONDS", "signals_cache_seconds")
+    ] = 1.0
+    champion_check_seconds: Annotated[
+        float, _env("MARKETFLOW_API_CHAMPION_CHECK_SECONDS", "champion_check_seconds")
+    ] = 5.0
+
+
+class DbtSettings(_Section):
+    # Where dbt writes manifest, run results and docs (each test session sets its own, so
+    # parallel runs never share partial-parse state); empty: dbt/target.
+    target_path: Annotated[str, _env("MARKETFLOW_DBT_TARGET_PATH", "target_path")] = ""
+    log_path: Annotated[str, _env("MARKETFLOW_DBT_LOG_PATH", "log_path")] = ""
+
+    @property
+    def target(self) -> Path:
+        return Path(self.target_path) if self.target_path else DBT_PROJECT_DIR / "target"
+
+    @property
+    def logs(self) -> Path:
+        if self.log_path:
+            return Path(self.log_path)
+        return self.target.parent / "logs" if self.target_path else DBT_PROJECT_DIR / "logs"
+
+
+class ServicesSettings(_Section):
+    """Ports of the local stack (`marketflow up`)."""
+
+    airflow_port: Annotated[int, _env("MARKETFLOW_AIRFLOW_PORT", "airflow_port")] = 8080
+
+
+class Settings(BaseSettings):
+    """The whole tree. `Settings()` reads the environment; `Settings(db={"url": ...})` or
+    `settings.model_copy(update=...)` build variants in tests."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="MARKETFLOW_",
+        env_nested_delimiter="__",
+        env_ignore_empty=True,
+        extra="ignore",
+        frozen=True,
+    )
+
+    data_dir: Path = REPO_ROOT / ".data"
+    db: DbSettings = Field(default_factory=DbSettings)
+    mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+    training: TrainingSettings = Field(default_factory=TrainingSettings)
+    monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    dbt: DbtSettings = Field(default_factory=DbtSettings)
+    services: ServicesSettings = Field(default_factory=ServicesSettings)
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.data_dir / "reports"
+
+    @property
+    def artifact_root(self) -> Path:
+        return self.data_dir / "mlartifacts"
+
+
+def get_settings() -> Settings:
+    """The settings as the environment says now (not cached: tests and the CLI change it)."""
+    return Settings()

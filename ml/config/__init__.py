@@ -1,0 +1,133 @@
+"""The training config: pydantic models validated when the YAML is read.
+
+A typo in a key fails at load with the key's path (`walk_forward.tets_days: Extra inputs are
+not permitted`), not at fold 3. `models.yaml` (the demo zoo) and `full.yaml` (a GPU worker)
+live beside this module; a model is `{class, kwargs}`, its kwargs checked by its constructor.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+DEFAULT_CONFIG = Path(__file__).parent / "models.yaml"
+DEFAULT_LABEL = "fwd_ret_5d"
+DEFAULT_GATE_METRIC = "rank_ic"
+
+# `"robust_zscore"` or `{"fillna": {"value": 0}}`
+ProcessorSpec = str | dict[str, dict[str, Any] | None]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelSpec(_Strict):
+    """`class`: a key of ml.models.REGISTRY or `package.module:Class`; `kwargs` go to its
+    constructor (neural models also take the trainer's options)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    class_: str = Field(alias="class")
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("kwargs", mode="before")
+    @classmethod
+    def _none_is_empty(cls, value: Any) -> Any:
+        return {} if value is None else value
+
+    def as_dict(self) -> dict[str, Any]:
+        """The spec as the YAML writes it (and as the registry's `model_spec` tag keeps it)."""
+        return {"class": self.class_, "kwargs": dict(self.kwargs)}
+
+    def fingerprint(self) -> str:
+        return json.dumps(self.as_dict(), sort_keys=True)
+
+
+class WalkForwardConfig(_Strict):
+    mode: Literal["expanding", "rolling"] = "expanding"
+    train_days: int = 756
+    valid_days: int = 126
+    test_days: int = 252
+    step_days: int | None = None  # default: test_days (back-to-back test windows)
+    gap_days: int | None = None  # default: the label horizon; never less
+    max_folds: int | None = None  # keep the most recent folds
+
+
+class BacktestConfig(_Strict):
+    top_k: int = 2
+    cost_bps: float = 10.0
+
+
+class GateConfig(_Strict):
+    metric: str = DEFAULT_GATE_METRIC
+    min_coverage: float = 0.9
+
+
+class TrainingConfig(_Strict):
+    label: str = DEFAULT_LABEL
+    seed: int = 0
+    features: list[str] | None = None  # default: discovered from marts.features_daily
+    processors: list[ProcessorSpec] | None = None  # default: robust_zscore, fillna
+    walk_forward: WalkForwardConfig = Field(default_factory=WalkForwardConfig)
+    final_valid_days: int = 126
+    backtest: BacktestConfig = Field(default_factory=BacktestConfig)
+    selection_metric: str | None = None  # default: the gate's metric
+    gate: GateConfig = Field(default_factory=GateConfig)
+    max_abs_feature_corr: float = 0.3
+    models: dict[str, ModelSpec]
+
+    @field_validator("processors")
+    @classmethod
+    def _known_processors(cls, value: list[ProcessorSpec] | None) -> list[ProcessorSpec] | None:
+        from ml.data.processors import PROCESSORS
+
+        for spec in value or []:
+            if isinstance(spec, dict) and len(spec) != 1:
+                raise ValueError(f"a processor is a name or {{name: kwargs}}, not {spec}")
+            name = spec if isinstance(spec, str) else next(iter(spec))
+            if name not in PROCESSORS:
+                raise ValueError(f"unknown processor {name!r} ({', '.join(PROCESSORS)})")
+        return value
+
+    @field_validator("models")
+    @classmethod
+    def _some_models(cls, value: dict[str, ModelSpec]) -> dict[str, ModelSpec]:
+        if not value:
+            raise ValueError("no models configured")
+        return value
+
+    @property
+    def selection(self) -> str:
+        return self.selection_metric or self.gate.metric
+
+    def as_dict(self) -> dict[str, Any]:
+        """The config as YAML would write it (logged with the run)."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+    def with_models(self, models: Mapping[str, ModelSpec], **changes: Any) -> TrainingConfig:
+        return self.model_copy(update={"models": dict(models), **changes})
+
+
+class ConfigError(ValueError):
+    """A training config that does not validate; the message names each bad key's path."""
+
+
+def parse_config(data: Any, source: str = "config") -> TrainingConfig:
+    try:
+        return TrainingConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigError(f"{source}: {problems}") from None
+
+
+def load_config(path: Path | str = DEFAULT_CONFIG) -> TrainingConfig:
+    return parse_config(yaml.safe_load(Path(path).read_text()), str(path))

@@ -1,0 +1,151 @@
+"""The panel (every row of a date range, sorted by symbol and date, with its raw feature matrix
+and the date each row's label is realised) and the Dataset (the panel cut into named segments
+of row indices, features processed on `train`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date
+
+import numpy as np
+import pandas as pd
+
+from ml.config import ProcessorSpec
+from ml.data.processors import Processor, build_processors, fit_transform
+
+
+@dataclass
+class Panel:
+    """All rows of a date range, sorted by (symbol, trade_date), with their raw feature matrix."""
+
+    frame: pd.DataFrame
+    features: list[str]
+    label: str
+    horizon: int
+    aux_labels: list[str] = field(default_factory=list)
+    raw: np.ndarray = field(init=False)
+    seq_start: np.ndarray = field(init=False)
+    label_end: np.ndarray = field(init=False)
+    calendar: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        frame = self.frame.sort_values(["symbol", "trade_date"]).reset_index(drop=True)
+        self.frame = frame
+        self.raw = frame[self.features].to_numpy(dtype=np.float64).astype(np.float32)
+        codes = pd.factorize(frame["symbol"])[0]
+        first = np.r_[0, np.flatnonzero(np.diff(codes) != 0) + 1]
+        starts = np.zeros(len(frame), dtype=np.int64)
+        starts[first] = first
+        self.seq_start = np.maximum.accumulate(starts) if len(frame) else starts
+        self.calendar = np.array(sorted(frame["trade_date"].unique()))
+        # The date a row's label is realised: the symbol's row `horizon` rows later. A symbol
+        # with missing days realises it later than `horizon` calendar dates; the purge uses this.
+        dates = pd.Series(pd.to_datetime(frame["trade_date"]))
+        later = dates.groupby(codes).shift(-self.horizon)
+        self.label_end = later.fillna(pd.Timestamp.max.normalize()).dt.date.to_numpy()
+
+    @property
+    def dates(self) -> np.ndarray:
+        return self.frame["trade_date"].to_numpy()
+
+    def position(self) -> np.ndarray:
+        """Rows of history before each row in its symbol (0 on the symbol's first row)."""
+        position: np.ndarray = np.arange(len(self.frame)) - self.seq_start
+        return position
+
+    def samples(self, start: date, end: date, min_history: int, before: date | None) -> np.ndarray:
+        """Rows dated start..end in the universe with a label and `min_history` rows behind
+        them, whose label is realised before `before` (the next segment's first date)."""
+        frame = self.frame
+        mask = (
+            (frame["trade_date"] >= start)
+            & (frame["trade_date"] <= end)
+            & frame["in_universe"].to_numpy()
+            & frame[self.label].notna()
+            & (self.position() >= min_history - 1)
+        ).to_numpy()
+        if before is not None:
+            mask &= self.label_end < before
+        return np.flatnonzero(mask)
+
+
+@dataclass
+class Dataset:
+    """A panel split into named segments of row indices, with features processed on `train`."""
+
+    panel: Panel
+    segments: dict[str, np.ndarray]
+    X_all: np.ndarray  # processed features of every panel row
+    processors: list[Processor]
+
+    @property
+    def features(self) -> list[str]:
+        return self.panel.features
+
+    @property
+    def label(self) -> str:
+        return self.panel.label
+
+    def rows(self, segment: str) -> np.ndarray:
+        return self.segments[segment]
+
+    def X(self, segment: str) -> np.ndarray:  # the usual name
+        rows: np.ndarray = self.X_all[self.segments[segment]]
+        return rows
+
+    def y(self, segment: str, label: str | None = None) -> np.ndarray:
+        col = self.panel.frame[label or self.panel.label].to_numpy(dtype=np.float64)
+        return np.asarray(col[self.segments[segment]], dtype=np.float32)
+
+    def keys(self, segment: str) -> pd.DataFrame:
+        return self.panel.frame.iloc[self.segments[segment]][["symbol", "trade_date"]]
+
+    def window(self, segment: str) -> tuple[date, date]:
+        dates = self.panel.dates[self.segments[segment]]
+        return dates.min(), dates.max()
+
+    def subset(self, segments: dict[str, np.ndarray]) -> Dataset:
+        """The same processed panel with other segments (processors are not refitted)."""
+        return Dataset(self.panel, segments, self.X_all, self.processors)
+
+
+def make_dataset(
+    panel: Panel,
+    segments: dict[str, np.ndarray],
+    processors: Sequence[ProcessorSpec] | None = None,
+    fit_segment: str = "train",
+) -> Dataset:
+    procs = build_processors(processors)
+    X_all = fit_transform(procs, panel.raw, panel.dates, segments[fit_segment])
+    return Dataset(panel, segments, X_all, procs)
+
+
+def time_split(
+    panel: Panel,
+    test_fraction: float = 0.2,
+    val_fraction: float = 0.15,
+    gap_days: int | None = None,
+    min_history: int = 1,
+    processors: Sequence[ProcessorSpec] | None = None,
+) -> Dataset:
+    """train | gap | valid | gap | test on the trading calendar, gaps of >= the label horizon."""
+    gap = panel.horizon if gap_days is None else gap_days
+    if gap < panel.horizon:
+        raise ValueError(f"gap of {gap} days is shorter than the label horizon ({panel.horizon})")
+    cal = panel.calendar
+    n = len(cal)
+    n_test = max(1, int(n * test_fraction))
+    n_val = max(1, int(n * val_fraction))
+    if n < n_test + n_val + 2 * gap + 20:
+        raise ValueError(f"only {n} dates: too few to split with a {gap}-day gap")
+    test_start = n - n_test
+    val_end = test_start - gap - 1
+    val_start = val_end - n_val + 1
+    train_end = val_start - gap - 1
+    segments = {
+        "train": panel.samples(cal[0], cal[train_end], min_history, cal[val_start]),
+        "valid": panel.samples(cal[val_start], cal[val_end], min_history, cal[test_start]),
+        "test": panel.samples(cal[test_start], cal[-1], min_history, None),
+    }
+    return make_dataset(panel, segments, processors)

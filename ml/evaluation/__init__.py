@@ -1,0 +1,1 @@
+"""Evaluation records: signal metrics, walk-forward folds, the backtest, plots, the leakage guard."""

@@ -1,0 +1,210 @@
+"""The champion card: what a registered model version says about itself, read and written here
+only (training writes it, inference, monitoring, the API and the demo summary read it).
+
+A card is written as model-version tags: `model`, `label`, `label_horizon`, `lookback`,
+`features` (comma-separated), `train_start`/`train_end` (the refit's window: drift monitoring's
+reference), `test_start`/`test_end` (the walk-forward's out-of-sample span), `folds` (the folds'
+fingerprint), `gate_metric`, `model_spec` (JSON) and `metric.<name>` for the walk-forward
+metrics. Older versions kept some of these as run params only: a card read with its run falls
+back to them.
+
+Imports nothing heavy at module level (the API imports it at start-up): MLflow is imported in
+the functions that talk to the registry.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+
+# Walk-forward metrics kept on the version (`metric.<name>`).
+TAG_METRICS = ("ic", "rank_ic", "icir", "rank_icir", "ic_tstat", "directional_accuracy", "mae",
+               "rmse", "mape", "sharpe", "sharpe_ci_low", "sharpe_ci_high", "sortino",
+               "annual_return", "volatility", "max_drawdown", "calmar", "turnover",
+               "ls_sharpe", "ls_annual_return", "benchmark_sharpe", "benchmark_annual_return",
+               "benchmark_max_drawdown", "coverage")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ChampionCard:
+    """A registered version's metadata. Fields a version lacks are None (or empty)."""
+
+    name: str
+    version: str
+    run_id: str
+    model: str | None = None
+    label: str | None = None
+    label_horizon: int | None = None
+    lookback: int | None = None
+    features: tuple[str, ...] = ()
+    train_start: date | None = None
+    train_end: date | None = None
+    test_start: date | None = None
+    test_end: date | None = None
+    folds: str | None = None
+    gate_metric: str | None = None
+    model_spec: dict[str, Any] | None = None
+    # `metric.<name>` tags: the walk-forward metrics the gate compares.
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    # From the registry and the run, when the card was read with them (the run's metrics
+    # include the stress tests and everything else the training run logged).
+    run_metrics: Mapping[str, float] = field(default_factory=dict)
+    registered_at_ms: int | None = None
+    experiment_id: str | None = None
+
+    @property
+    def reference_window(self) -> tuple[date, date] | None:
+        """The refit's training window (drift monitoring's reference), when known."""
+        if self.train_start is None or self.train_end is None:
+            return None
+        return self.train_start, self.train_end
+
+    def metric(self, name: str) -> float | None:
+        return self.metrics.get(name)
+
+
+def card_tags(
+    *,
+    model: str,
+    label: str,
+    label_horizon: int,
+    lookback: int,
+    features: Iterable[str],
+    train_start: date,
+    train_end: date,
+    test_start: date,
+    test_end: date,
+    folds: str,
+    gate_metric: str,
+    model_spec: Mapping[str, Any],
+    metrics: Mapping[str, float],
+) -> dict[str, str]:
+    """The model-version tags of a card, as training writes them."""
+    return {
+        "model": model,
+        "label": label,
+        "label_horizon": str(label_horizon),
+        "lookback": str(lookback),
+        "features": ",".join(features),
+        "train_start": str(train_start),
+        "train_end": str(train_end),
+        "test_start": str(test_start),
+        "test_end": str(test_end),
+        "folds": folds,
+        "gate_metric": gate_metric,
+        "model_spec": json.dumps(dict(model_spec)),
+        **{f"metric.{k}": f"{metrics[k]:.6g}" for k in TAG_METRICS if k in metrics},
+    }
+
+
+def write_card(client: Any, model_name: str, version: str, tags: Mapping[str, str]) -> None:
+    """Set the card's tags on `model_name` version `version` (an MlflowClient)."""
+    for key, value in tags.items():
+        client.set_model_version_tag(model_name, version, key, value)
+
+
+def _int(text: str | None) -> int | None:
+    return int(text) if text and text.isdigit() else None
+
+
+def _date(text: str | None) -> date | None:
+    try:
+        return date.fromisoformat(text) if text else None
+    except ValueError:
+        return None
+
+
+def _float(text: Any) -> float | None:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return None
+
+
+def _spec(text: str | None) -> dict[str, Any] | None:
+    if not text:
+        return None
+    try:
+        spec = json.loads(text)
+    except ValueError:
+        return None
+    return spec if isinstance(spec, dict) else None
+
+
+def card_from_version(model_version: Any, run: Any | None = None) -> ChampionCard:
+    """The card of an MLflow ModelVersion. With its run (`client.get_run(version.run_id)`),
+    fields missing from the tags are read from the run's params, and the run's metrics and
+    experiment id come with it."""
+    tags: dict[str, str] = dict(model_version.tags or {})
+    params: dict[str, str] = dict(run.data.params) if run is not None else {}
+
+    def pick(name: str) -> str | None:
+        return tags.get(name) or params.get(name) or None
+
+    metrics: dict[str, float] = {}
+    for key, raw in tags.items():
+        if key.startswith("metric."):
+            value = _float(raw)
+            if value is not None:
+                metrics[key.removeprefix("metric.")] = value
+    created = getattr(model_version, "creation_timestamp", None)
+    return ChampionCard(
+        name=str(model_version.name),
+        version=str(model_version.version),
+        run_id=str(model_version.run_id),
+        model=pick("model"),
+        label=pick("label"),
+        label_horizon=_int(pick("label_horizon")),
+        lookback=_int(pick("lookback")),
+        features=tuple(f for f in (pick("features") or "").split(",") if f),
+        train_start=_date(pick("train_start")),
+        train_end=_date(pick("train_end")),
+        test_start=_date(pick("test_start")),
+        test_end=_date(pick("test_end")),
+        folds=tags.get("folds") or None,
+        gate_metric=pick("gate_metric"),
+        model_spec=_spec(tags.get("model_spec")),
+        metrics=metrics,
+        run_metrics=dict(run.data.metrics) if run is not None else {},
+        registered_at_ms=int(created) if created else None,
+        experiment_id=str(run.info.experiment_id) if run is not None else None,
+    )
+
+
+def champion_version(client: Any, model_name: str) -> Any | None:
+    """The ModelVersion behind `@champion`, or None when there is none (or the registry cannot
+    say)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version_by_alias(model_name, CHAMPION)
+    except MlflowException:
+        return None
+
+
+def champion_card(client: Any, model_name: str, *, with_run: bool = True) -> ChampionCard | None:
+    """The card of `model_name@champion` (read with its run unless `with_run` is False), or
+    None when there is no champion."""
+    version = champion_version(client, model_name)
+    if version is None:
+        return None
+    return card_from_version(version, client.get_run(version.run_id) if with_run else None)
+
+
+__all__ = [
+    "CHALLENGER",
+    "CHAMPION",
+    "TAG_METRICS",
+    "ChampionCard",
+    "card_from_version",
+    "card_tags",
+    "champion_card",
+    "champion_version",
+    "write_card",
+]

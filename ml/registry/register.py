@@ -1,0 +1,103 @@
+"""Registration of a challenger: the refitted model logged as a pyfunc (processors, signature,
+input example, pinned pip requirements), registered, given its champion card and `@challenger`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from importlib import metadata
+from typing import Any
+
+import pandas as pd
+
+from ml.config import ModelSpec
+from ml.data.dataset import Dataset, Panel
+from ml.models import Model
+from ml.registry.card import CHALLENGER, card_tags, write_card
+
+
+@dataclass(frozen=True)
+class Registered:
+    version: str
+    train_start: date
+    train_end: date
+
+
+def pip_requirements() -> list[str]:
+    wanted = ["mlflow", "numpy", "pandas", "scikit-learn", "cloudpickle", "torch"]
+    wanted.append("xgboost-cpu" if _installed("xgboost-cpu") else "xgboost")
+    return [f"{name}=={metadata.version(name)}" for name in wanted if _installed(name)]
+
+
+def _installed(name: str) -> bool:
+    try:
+        metadata.version(name)
+        return True
+    except metadata.PackageNotFoundError:
+        return False
+
+
+def input_example(panel: Panel, lookback: int) -> pd.DataFrame:
+    """The last `lookback` rows of two symbols, as the scoring contract sends them."""
+    frame = panel.frame
+    symbols = frame["symbol"].drop_duplicates().head(2)
+    parts = [frame[frame["symbol"] == s].tail(lookback) for s in symbols]
+    example = pd.concat(parts)[["symbol", "trade_date", *panel.features]]
+    example = example.assign(trade_date=pd.to_datetime(example["trade_date"]))
+    out: pd.DataFrame = example.reset_index(drop=True)
+    return out
+
+
+def register_challenger(
+    client: Any,
+    model_name: str,
+    *,
+    best: str,
+    spec: ModelSpec,
+    model: Model,
+    final: Dataset,
+    test_window: tuple[date, date],
+    fingerprint: str,
+    gate_metric: str,
+    metrics: dict[str, float],
+) -> Registered:
+    """Log `model` (fitted on `final`) into the active run, register it as a new version of
+    `model_name` with its card, and point `@challenger` at it."""
+    import mlflow
+    from mlflow.models import infer_signature
+
+    from ml.pyfunc import SignalModel
+
+    panel = final.panel
+    python_model = SignalModel(model, panel.features, panel.label, final.processors)
+    example = input_example(panel, python_model.lookback)
+    info = mlflow.pyfunc.log_model(
+        name="model",
+        python_model=python_model,
+        signature=infer_signature(example, python_model.predict(None, example)),
+        input_example=example,
+        pip_requirements=pip_requirements(),
+        registered_model_name=model_name,
+    )
+    version = str(info.registered_model_version)
+    train_start, train_end = final.window("train")
+    tags = card_tags(
+        model=best,
+        label=panel.label,
+        label_horizon=panel.horizon,
+        lookback=python_model.lookback,
+        features=panel.features,
+        train_start=train_start,
+        train_end=train_end,
+        test_start=test_window[0],
+        test_end=test_window[1],
+        folds=fingerprint,
+        gate_metric=gate_metric,
+        model_spec=spec.as_dict(),
+        metrics=metrics,
+    )
+    write_card(client, model_name, version, tags)
+    mlflow.log_params({"train_start": str(train_start), "train_end": str(train_end)})
+    client.set_registered_model_alias(model_name, CHALLENGER, version)
+    return Registered(version, train_start, train_end)

@@ -1,0 +1,41 @@
+"""MLflow plumbing: the tracking URI and an experiment with a sane artifact location."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from core.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+
+def configure(settings: Settings | None = None) -> Any:
+    """Point MLflow at the configured store and return an MlflowClient."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    settings = settings or get_settings()
+    mlflow.set_tracking_uri(settings.mlflow.tracking_uri)
+    mlflow.set_registry_uri(settings.mlflow.tracking_uri)
+    return MlflowClient(settings.mlflow.tracking_uri, settings.mlflow.tracking_uri)
+
+
+def ensure_experiment(settings: Settings | None = None) -> str:
+    """Experiment id; created with a local artifact folder when there is no tracking server."""
+    import mlflow
+
+    settings = settings or get_settings()
+    client = configure(settings)
+    exp = client.get_experiment_by_name(settings.mlflow.experiment)
+    if exp is not None:
+        mlflow.set_experiment(experiment_id=exp.experiment_id)
+        return str(exp.experiment_id)
+    location = None
+    if not settings.mlflow.tracking_uri.startswith("http"):
+        # Without a server, MLflow would write artifacts to ./mlruns of whatever cwd we have.
+        settings.artifact_root.mkdir(parents=True, exist_ok=True)
+        location = settings.artifact_root.resolve().as_uri()
+    exp_id = client.create_experiment(settings.mlflow.experiment, artifact_location=location)
+    mlflow.set_experiment(experiment_id=exp_id)
+    return str(exp_id)
