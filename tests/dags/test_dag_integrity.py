@@ -35,6 +35,17 @@ HEAVY = [
 ]
 
 
+# A failed validation is a verdict on the data: a retry re-reads the same rows and fails again
+# (only later, after the back-off). Asking for a retrain is not repeated blindly either.
+NO_RETRIES = {
+    ("marketflow_features", "validate_raw_prices"),
+    ("marketflow_features", "validate_labels"),
+    ("marketflow_features", "validate_universe"),
+    ("marketflow_features", "validate_features"),
+    ("marketflow_monitoring", "request_retraining"),
+}
+
+
 @pytest.fixture(scope="module")
 def dagbag(airflow_db):
     from airflow.dag_processing.dagbag import DagBag
@@ -58,8 +69,11 @@ def test_dag_house_rules(dagbag, dag_id):
     else:
         assert dag.start_date.tzinfo is not None
     assert dag.default_args.get("retries", 0) >= 1
-    for task in dag.tasks:
-        assert task.retries is not None
+    for task in dag.tasks:  # every task retries, except the deliberate opt-outs below
+        if (dag_id, task.task_id) in NO_RETRIES:
+            assert task.retries == 0, f"{dag_id}.{task.task_id} should not retry"
+        else:
+            assert task.retries >= 1, f"{dag_id}.{task.task_id} has retries={task.retries}"
 
 
 def test_chain_is_linked_by_assets(dagbag):
