@@ -80,7 +80,7 @@ from ingest.providers.base import (
     FetchItem,
     Provider,
 )
-from ingest.schema import OPTIONAL_COLUMNS, PRICE_COLUMNS
+from ingest.schema import NUMERIC, OPTIONAL_COLUMNS, PRICE_COLUMNS
 from ingest.validate import numbers, parse_dates, stripped
 
 log = logging.getLogger(__name__)
@@ -98,7 +98,8 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "dividend": ("dividend", "dividends", "div"),
     "split_factor": ("split factor", "split", "splits", "split ratio", "stock splits"),
 }
-_REQUIRED = ["trade_date", "open", "high", "low", "close", "volume"]
+# Every price column but adj_close, which falls back to close when a file has none.
+_REQUIRED = ["trade_date", *(c for c in NUMERIC if c != "adj_close")]
 _CSV_SUFFIXES = (".csv", ".csv.gz")
 
 # Bounds on what one file may make the provider read or hold.
