@@ -102,6 +102,10 @@ def test_features_dag_validates_before_and_after_dbt(dagbag):
     dbt_tasks = [t for t in dag.tasks if t.task_id.startswith("dbt.")]
     assert any(t.task_id.endswith(".run") for t in dbt_tasks)
     assert any(t.task_id.endswith(".test") for t in dbt_tasks)
+    # A test of two marts runs after both are built and tested (attached to one of them, it
+    # raced the other's build on a cold demo, failed and waited out a retry).
+    shared = dag.get_task("dbt.assert_features_and_labels_share_keys_test")
+    assert shared.upstream_task_ids == {"dbt.features_daily.test", "dbt.labels_daily.test"}
     first = dag.get_task("validate_raw_prices")
     last = dag.get_task("validate_features")
     for t in dbt_tasks:
