@@ -27,7 +27,7 @@ from typing import Any
 import pandas as pd
 import psycopg2
 
-from core.db import drop_database, init_database
+from core.db import connect, drop_database, init_database
 from core.urls import with_database
 from ingest.providers.synthetic import SyntheticProvider, symbol_name
 from ingest.schema import PRICE_COLUMNS
@@ -140,11 +140,8 @@ def write_csv(rows: int, path: Path) -> int:
 
 def checkpoint() -> None:
     """Start each timed stage with no dirty buffers left over from the previous one."""
-    conn = psycopg2.connect(with_database(ADMIN_URL, DATABASE))
-    conn.autocommit = True
-    with conn.cursor() as cur:
+    with connect(with_database(ADMIN_URL, DATABASE), autocommit=True) as conn, conn.cursor() as cur:
         cur.execute("checkpoint")
-    conn.close()
 
 
 def time_copy(csv_path: Path, table_ddl: str, table: str) -> float:

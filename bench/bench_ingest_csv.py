@@ -24,7 +24,7 @@ from pathlib import Path
 
 import psycopg2
 
-from core.db import drop_database, init_database
+from core.db import connect, drop_database, init_database
 from core.urls import with_database
 from ingest.providers.csv import CsvProvider
 from ingest.schema import PRICE_COLUMNS
@@ -80,11 +80,8 @@ def write_plain_csv(folder: Path, path: Path) -> int:
 
 def checkpoint() -> None:
     """Each timed stage starts with no dirty buffers left over from the previous one."""
-    conn = psycopg2.connect(with_database(ADMIN_URL, DATABASE))
-    conn.autocommit = True
-    with conn.cursor() as cur:
+    with connect(with_database(ADMIN_URL, DATABASE), autocommit=True) as conn, conn.cursor() as cur:
         cur.execute("checkpoint")
-    conn.close()
 
 
 def time_copy(csv_path: Path) -> tuple[float, float, str]:
