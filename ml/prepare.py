@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from core.settings import Settings, get_settings
 from ml.config import TrainingConfig
 from ml.data.dataset import Dataset, Panel, make_dataset
-from ml.data.handler import label_columns, label_horizon, load_panel
+from ml.data.handler import label_columns, label_horizon, read_panel
 from ml.evaluation.walk_forward import Fold, folds_fingerprint, make_folds
 from ml.models import Runtime, model_lookback
 
@@ -37,11 +37,12 @@ def prepare(
     if label not in available:
         raise ValueError(f"label {label!r} is not a column of marts.labels_daily")
     labels = [label] + [c for c in EXTRA_LABELS if c in available and c != label]
-    frame, features = load_panel(
+    keys, matrix, features = read_panel(
         database_url, config.features, labels, dbt_target=settings.dbt.target
     )
     horizon = label_horizon(label, database_url)
-    panel = Panel(frame, features, label, horizon)
+    panel = Panel(keys, features, label, horizon, matrix=matrix)
+    del matrix
     min_history = max(model_lookback(spec) for spec in config.models.values())
     folds = make_folds(panel.calendar, horizon, config.walk_forward)
     return Prepared(

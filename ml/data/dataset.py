@@ -5,7 +5,7 @@ of row indices, features processed on `train`)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from datetime import date
 
 import numpy as np
@@ -17,22 +17,37 @@ from ml.data.processors import Processor, build_processors, fit_transform
 
 @dataclass
 class Panel:
-    """All rows of a date range, sorted by (symbol, trade_date), with their raw feature matrix."""
+    """All rows of a date range, sorted by (symbol, trade_date), with their raw feature matrix.
+
+    `frame` holds the keys, labels and `in_universe`; the features live in `raw` (float32),
+    row-aligned with `frame`. Pass `matrix` (as `ml.data.handler.read_panel` returns it) with
+    a frame already sorted; without it the features are taken from `frame`'s columns.
+    """
 
     frame: pd.DataFrame
     features: list[str]
     label: str
     horizon: int
     aux_labels: list[str] = field(default_factory=list)
+    matrix: InitVar[np.ndarray | None] = None
     raw: np.ndarray = field(init=False)
     seq_start: np.ndarray = field(init=False)
     label_end: np.ndarray = field(init=False)
     calendar: np.ndarray = field(init=False)
 
-    def __post_init__(self) -> None:
-        frame = self.frame.sort_values(["symbol", "trade_date"]).reset_index(drop=True)
+    def __post_init__(self, matrix: np.ndarray | None) -> None:
+        if matrix is None:
+            frame = self.frame.sort_values(["symbol", "trade_date"]).reset_index(drop=True)
+            self.raw = frame[self.features].to_numpy(dtype=np.float32)
+        else:
+            if matrix.shape != (len(self.frame), len(self.features)):
+                raise ValueError(
+                    f"matrix of shape {matrix.shape} does not match {len(self.frame)} rows"
+                    f" x {len(self.features)} features"
+                )
+            frame = self.frame.reset_index(drop=True)
+            self.raw = matrix if matrix.dtype == np.float32 else matrix.astype(np.float32)
         self.frame = frame
-        self.raw = frame[self.features].to_numpy(dtype=np.float64).astype(np.float32)
         codes = pd.factorize(frame["symbol"])[0]
         first = np.r_[0, np.flatnonzero(np.diff(codes) != 0) + 1]
         starts = np.zeros(len(frame), dtype=np.int64)
@@ -44,6 +59,24 @@ class Panel:
         dates = pd.Series(pd.to_datetime(frame["trade_date"]))
         later = dates.groupby(codes).shift(-self.horizon)
         self.label_end = later.fillna(pd.Timestamp.max.normalize()).dt.date.to_numpy()
+
+    def select(self, features: Sequence[str]) -> Panel:
+        """The same rows with other feature columns (a subset of this panel's)."""
+        missing = [f for f in features if f not in self.features]
+        if missing:
+            raise ValueError(f"features {missing} are not in the panel")
+        index = [self.features.index(f) for f in features]
+        return Panel(
+            self.frame, list(features), self.label, self.horizon, self.aux_labels,
+            self.raw[:, index],
+        )  # fmt: skip
+
+    def feature_frame(self, rows: np.ndarray) -> pd.DataFrame:
+        """symbol, trade_date and the raw features of `rows`, in the scoring contract's shape
+        (features as float64, as the look-back reader serves them)."""
+        keys = self.frame.iloc[rows][["symbol", "trade_date"]].reset_index(drop=True)
+        values = pd.DataFrame(self.raw[rows].astype(np.float64), columns=self.features)
+        return pd.concat([keys, values], axis=1)
 
     @property
     def dates(self) -> np.ndarray:

@@ -19,9 +19,12 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from core.catalogue import non_feature_columns
+from core.columnar import read_table, record_batches
 from core.db import connect
 
 # The features of the first feature store; monitoring falls back to this list.
@@ -112,6 +115,141 @@ def discover_features(database_url: str, *, dbt_target: Path | None = None) -> l
     return features
 
 
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def panel_query(
+    features: Sequence[str],
+    labels: Sequence[str],
+    *,
+    universe: bool,
+    start: date | None = None,
+    end: date | None = None,
+) -> tuple[str, list[Any]]:
+    """(query, $-parameters): symbol, trade_date, the features as `real`, the labels, the
+    universe flag; every feature row of `start..end` in (symbol, trade_date) order."""
+    cols = "".join(f", f.{_ident(c)}::real as {_ident(c)}" for c in features)
+    label_cols = "".join(f", l.{_ident(c)}::double precision as {_ident(c)}" for c in labels)
+    flag = "coalesce(u.in_universe, false)" if universe else "true"
+    query = f"select f.symbol, f.trade_date{cols}{label_cols}, {flag} as in_universe"
+    query += " from marts.features_daily f"
+    if labels:
+        query += " left join marts.labels_daily l using (symbol, trade_date)"
+    if universe:
+        query += " left join marts.universe_daily u using (symbol, trade_date)"
+    where, params = _date_range("f.trade_date", start, end)
+    return query + where + " order by f.symbol, f.trade_date", params
+
+
+def _date_range(column: str, start: date | None, end: date | None) -> tuple[str, list[Any]]:
+    where: list[str] = []
+    params: list[Any] = []
+    for op, day in ((">=", start), ("<=", end)):
+        if day is not None:
+            params.append(day)
+            where.append(f"{column} {op} ${len(params)}")
+    return (" where " + " and ".join(where) if where else ""), params
+
+
+def read_panel(
+    database_url: str,
+    features: Sequence[str] | None = None,
+    labels: Sequence[str] = (DEFAULT_LABEL,),
+    start: date | None = None,
+    end: date | None = None,
+    *,
+    dbt_target: Path | None = None,
+) -> tuple[pd.DataFrame, np.ndarray, list[str]]:
+    """(keys, matrix, features): the panel read column by column from Arrow batches.
+
+    `keys` holds symbol, trade_date, the labels (float64) and `in_universe`, sorted by symbol
+    then date; `matrix` is the float32 features of the same rows, filled batch by batch into
+    one preallocated array (no per-value Python objects, no second copy). Every feature row is
+    kept (sequence windows need the history); rows outside the universe have
+    `in_universe = False` and are never samples.
+    """
+    features = (
+        list(features) if features else discover_features(database_url, dbt_target=dbt_target)
+    )
+    labels = list(labels)
+    universe = table_exists(database_url, "marts.universe_daily")
+    query, params = panel_query(features, labels, universe=universe, start=start, end=end)
+    where, _ = _date_range("trade_date", start, end)
+    expected = int(
+        read_table(database_url, "select count(*) as n from marts.features_daily" + where, params)
+        .column("n")[0]
+        .as_py()
+    )
+    matrix = np.empty((expected, len(features)), dtype=np.float32)
+    # Everything is copied out of each batch at once: a column imported from a batch keeps the
+    # whole batch's memory alive (Arrow's C data interface releases a batch as one piece).
+    codes: list[np.ndarray] = []
+    days: list[np.ndarray] = []
+    values: dict[str, list[np.ndarray]] = {name: [] for name in (*labels, "in_universe")}
+    symbols: dict[str, int] = {}
+    filled = 0
+    with record_batches(database_url, query, params) as reader:
+        for batch in reader:
+            rows = batch.num_rows
+            if filled + rows > len(matrix):  # rows written since the count: grow once more
+                matrix = np.resize(matrix, (max(filled + rows, 2 * len(matrix)), len(features)))
+            block = matrix[filled : filled + rows]
+            for j, name in enumerate(features):
+                block[:, j] = batch.column(name).to_numpy(zero_copy_only=False)
+            encoded = batch.column("symbol").dictionary_encode()
+            local = [symbols.setdefault(s, len(symbols)) for s in encoded.dictionary.to_pylist()]
+            codes.append(np.asarray(local, dtype=np.int32)[encoded.indices.to_numpy()])
+            day = batch.column("trade_date").cast(pa.int32())
+            days.append(np.array(day.to_numpy(zero_copy_only=False), dtype=np.int32))
+            for name, parts in values.items():
+                parts.append(np.array(batch.column(name).to_numpy(zero_copy_only=False)))
+            filled += rows
+    matrix = matrix[:filled]
+    frame = _keys_frame(symbols, codes, days, values)
+    order = _sort_order(frame)
+    if order is not None:  # a server collation other than code-point order: sort here
+        frame, matrix = frame.iloc[order].reset_index(drop=True), matrix[order]
+    return frame, matrix, features
+
+
+def _keys_frame(
+    symbols: dict[str, int],
+    codes: list[np.ndarray],
+    days: list[np.ndarray],
+    values: dict[str, list[np.ndarray]],
+) -> pd.DataFrame:
+    """symbol (str), trade_date (datetime.date), labels (float64) and in_universe (bool); the
+    same str and date objects are shared by every row that holds them."""
+    names = np.array(list(symbols), dtype=object)
+    day = np.concatenate(days) if days else np.zeros(0, np.int32)
+    calendar = np.unique(day)
+    dates = calendar.astype("datetime64[D]").astype(object)
+    frame = pd.DataFrame(
+        {
+            "symbol": names[np.concatenate(codes)] if codes else names,
+            "trade_date": dates[np.searchsorted(calendar, day)],
+        }
+    )
+    for name, parts in values.items():
+        kind = bool if name == "in_universe" else np.float64
+        frame[name] = np.concatenate(parts).astype(kind) if parts else np.zeros(0, kind)
+    return frame
+
+
+def _sort_order(frame: pd.DataFrame) -> np.ndarray | None:
+    """None when `frame` is already sorted by (symbol, trade_date) in Python's order."""
+    if frame.empty:
+        return None
+    codes = pd.factorize(frame["symbol"], sort=True)[0].astype(np.int64)
+    days = pd.to_datetime(frame["trade_date"]).to_numpy().astype("datetime64[D]").astype(np.int64)
+    key = codes * 1_000_000 + (days - days.min())
+    if bool(np.all(np.diff(key) > 0)):
+        return None
+    order: np.ndarray = np.argsort(key, kind="stable")
+    return order
+
+
 def load_panel(
     database_url: str,
     features: Sequence[str] | None = None,
@@ -121,39 +259,17 @@ def load_panel(
     *,
     dbt_target: Path | None = None,
 ) -> tuple[pd.DataFrame, list[str]]:
-    """(frame, features): features joined to `labels` and the universe flag, by symbol and date.
-
-    Every feature row is kept (sequence windows need the history); rows outside the universe get
-    `in_universe = False` and are never samples.
-    """
-    features = (
-        list(features) if features else discover_features(database_url, dbt_target=dbt_target)
+    """(frame, features): `read_panel` as one DataFrame, the features as float32 columns
+    (small reads: tests, the scoring contract; training keeps the matrix apart)."""
+    keys, matrix, names = read_panel(
+        database_url, features, labels, start, end, dbt_target=dbt_target
     )
-    cols = ", ".join(f"f.{c}" for c in features)
-    label_cols = "".join(f", l.{c}" for c in labels)
-    universe = table_exists(database_url, "marts.universe_daily")
-    query = f"select f.symbol, f.trade_date, {cols}{label_cols}"
-    query += (
-        ", coalesce(u.in_universe, false) as in_universe" if universe else ", true as in_universe"
+    values = pd.DataFrame(matrix, columns=names, index=keys.index)
+    frame = pd.concat(
+        [keys[["symbol", "trade_date"]], values, keys.drop(columns=["symbol", "trade_date"])],
+        axis=1,
     )
-    query += " from marts.features_daily f"
-    if labels:
-        query += " left join marts.labels_daily l using (symbol, trade_date)"
-    if universe:
-        query += " left join marts.universe_daily u using (symbol, trade_date)"
-    where: list[str] = []
-    args: list[Any] = []
-    if start is not None:
-        where.append("f.trade_date >= %s")
-        args.append(start)
-    if end is not None:
-        where.append("f.trade_date <= %s")
-        args.append(end)
-    if where:
-        query += " where " + " and ".join(where)
-    frame = read_sql(database_url, query, tuple(args))
-    frame["in_universe"] = frame["in_universe"].astype(bool)
-    return frame.sort_values(["symbol", "trade_date"]).reset_index(drop=True), features
+    return frame, names
 
 
 def load_frame(

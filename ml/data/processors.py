@@ -22,7 +22,17 @@ class Processor:
         return self
 
     def transform(self, X: np.ndarray, dates: np.ndarray) -> np.ndarray:
+        """The processed rows, as a new array (`X` is left as it is)."""
+        return self.transform_inplace(np.array(X, dtype=np.float32), dates)
+
+    def transform_inplace(self, X: np.ndarray, dates: np.ndarray) -> np.ndarray:
+        """The processed rows, written over `X` (a float32 array the caller owns) where the
+        processor can; returns the result (`X` itself, or a new array)."""
         raise NotImplementedError
+
+    def fit_rows(self, X: np.ndarray, dates: np.ndarray, rows: np.ndarray) -> Processor:
+        """`fit` on `rows` of `X`; a processor may override it to avoid copying the rows."""
+        return self.fit(X[rows], dates[rows])
 
 
 class RobustZScore(Processor):
@@ -34,26 +44,38 @@ class RobustZScore(Processor):
         self.scale: np.ndarray | None = None
 
     def fit(self, X: np.ndarray, dates: np.ndarray) -> RobustZScore:
+        return self.fit_rows(X, dates, np.arange(len(X)))
+
+    def fit_rows(self, X: np.ndarray, dates: np.ndarray, rows: np.ndarray) -> RobustZScore:
+        # Column by column: the statistics need one column of the train rows at a time, not
+        # a copy of the train matrix and its temporaries (several GB on a real universe).
+        n = X.shape[1]
+        median, mad, std = (np.zeros(n, dtype=np.float64) for _ in range(3))
         with np.errstate(all="ignore"):
-            median = np.nanmedian(X, axis=0)
-            mad = np.nanmedian(np.abs(X - median), axis=0) * 1.4826
+            for j in range(n):
+                column = X[rows, j]
+                m = np.nanmedian(column)  # in the column's own precision, as a whole-matrix
+                median[j] = m  # reduction would compute it
+                mad[j] = np.nanmedian(np.abs(column - m)) * 1.4826
+                std[j] = np.nanstd(column) if len(column) else 1.0
         self.median = np.nan_to_num(median).astype(np.float32)
-        std = np.nanstd(X, axis=0) if len(X) else np.ones(X.shape[1])
         scale = np.where(np.isfinite(mad) & (mad > 1e-12), mad, np.nan_to_num(std))
         self.scale = np.where(scale > 1e-12, scale, 1.0).astype(np.float32)
         return self
 
-    def transform(self, X: np.ndarray, dates: np.ndarray) -> np.ndarray:
+    def transform_inplace(self, X: np.ndarray, dates: np.ndarray) -> np.ndarray:
         if self.median is None or self.scale is None:
             raise RuntimeError("RobustZScore.transform before fit")
-        out: Array = np.clip((X - self.median) / self.scale, -self.clip, self.clip)
+        X -= self.median
+        X /= self.scale
+        out: Array = np.clip(X, -self.clip, self.clip, out=X)
         return out
 
 
 class CSRankNorm(Processor):
     """Each day's cross-sectional rank of every feature, centred and scaled to about unit variance."""
 
-    def transform(self, X: np.ndarray, dates: np.ndarray) -> np.ndarray:
+    def transform_inplace(self, X: np.ndarray, dates: np.ndarray) -> np.ndarray:
         frame = pd.DataFrame(X)
         groups = frame.groupby(pd.Series(dates), sort=False)
         ranked = groups.rank().to_numpy()
@@ -73,8 +95,10 @@ class FillNA(Processor):
     def __init__(self, value: float = 0.0) -> None:
         self.value = value
 
-    def transform(self, X: np.ndarray, dates: np.ndarray) -> np.ndarray:
-        return np.where(np.isfinite(X), X, self.value).astype(np.float32)
+    def transform_inplace(self, X: np.ndarray, dates: np.ndarray) -> np.ndarray:
+        v = self.value
+        out: Array = np.nan_to_num(X, copy=False, nan=v, posinf=v, neginf=v)
+        return out
 
 
 PROCESSORS: dict[str, type[Processor]] = {
@@ -97,16 +121,17 @@ def build_processors(specs: Sequence[ProcessorSpec] | None) -> list[Processor]:
 def fit_transform(
     processors: list[Processor], X: np.ndarray, dates: np.ndarray, fit_rows: np.ndarray
 ) -> np.ndarray:
-    """Fit each processor on `fit_rows` of the running output, then transform all rows."""
-    out = X.astype(np.float32)
+    """Fit each processor on `fit_rows` of the running output, then transform all rows: one
+    float32 copy of `X`, processed in place."""
+    out = np.array(X, dtype=np.float32)
     for proc in processors:
-        proc.fit(out[fit_rows], dates[fit_rows])
-        out = proc.transform(out, dates).astype(np.float32)
+        proc.fit_rows(out, dates, fit_rows)
+        out = proc.transform_inplace(out, dates).astype(np.float32, copy=False)
     return out
 
 
 def transform(processors: list[Processor], X: np.ndarray, dates: np.ndarray) -> np.ndarray:
-    out = X.astype(np.float32)
+    out = np.array(X, dtype=np.float32)
     for proc in processors:
-        out = proc.transform(out, dates).astype(np.float32)
+        out = proc.transform_inplace(out, dates).astype(np.float32, copy=False)
     return out

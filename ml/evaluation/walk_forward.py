@@ -195,6 +195,7 @@ def run_walk_forward(
             on_fold(fold.index, metrics)
         log.info("%s fold %d: rank_ic=%.4f ic=%.4f", name, fold.index,
                  metrics["rank_ic"], metrics["ic"])  # fmt: skip
+        del dataset, model  # before the next fold's matrix is built, not after
     scored_all = pd.concat(pieces, ignore_index=True)
     result = WalkForwardResult(name, scored_all, fold_metrics, importance=importance or None,
                                eligible_rows=eligible)  # fmt: skip

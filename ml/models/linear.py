@@ -16,7 +16,8 @@ class RidgeModel(Model):
 
     def __init__(self, seed: int = 0, alpha: float = 1.0, **kwargs: Any) -> None:
         super().__init__(seed=seed, alpha=alpha, **kwargs)
-        self.regressor = Ridge(alpha=alpha, random_state=seed)
+        # copy_X=False: X("train") is already a copy of the rows, centred in place.
+        self.regressor = Ridge(alpha=alpha, random_state=seed, copy_X=False)
 
     def fit(self, dataset: Dataset) -> RidgeModel:
         self.regressor.fit(dataset.X("train"), dataset.y("train"))

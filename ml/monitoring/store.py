@@ -15,6 +15,7 @@ import pandas as pd
 from psycopg2 import sql
 from psycopg2.extras import execute_values
 
+from core.columnar import read_frame
 from core.db import connect
 from ml.monitoring.drift import DriftResult, FeatureDrift
 
@@ -41,8 +42,8 @@ def read_windows(
     `current_days` trading days up to `up_to` (default: the latest)."""
     with connect(database_url) as conn:
         current_start, current_end = _current_window(conn, current_days, up_to)
-        reference = _load_features(conn, features, *reference_window)
-        current = _load_features(conn, features, current_start, current_end)
+    reference = _load_features(database_url, features, *reference_window)
+    current = _load_features(database_url, features, current_start, current_end)
     return (current_start, current_end), reference, current
 
 
@@ -70,25 +71,16 @@ def _current_window(conn: Any, current_days: int, up_to: date | None) -> tuple[d
     return start, end
 
 
-def _load_features(conn: Any, features: list[str], start: date, end: date) -> pd.DataFrame:
-    """Rows of the window with every feature present; NULL features (warm-up days) are dropped."""
-    columns = [sql.Identifier(f) for f in features]
-    query = sql.SQL(
-        """
-        select symbol, trade_date, {columns}
-        from {table}
-        where trade_date between %s and %s and {not_null}
-        order by trade_date, symbol
-        """
-    ).format(
-        columns=sql.SQL(", ").join(columns),
-        table=FEATURES_TABLE,
-        not_null=sql.SQL(" and ").join(sql.SQL("{} is not null").format(c) for c in columns),
+def _load_features(url: str, features: list[str], start: date, end: date) -> pd.DataFrame:
+    """Rows of the window with every feature present; NULL features (warm-up days) are dropped.
+    Read as Arrow columns (a reference window is years of rows), returned as float64."""
+    columns = ", ".join('"' + f.replace('"', '""') + '"' for f in features)
+    not_null = " and ".join('"' + f.replace('"', '""') + '" is not null' for f in features)
+    query = (
+        f"select symbol, trade_date, {columns} from marts.features_daily"
+        f" where trade_date between $1 and $2 and {not_null} order by trade_date, symbol"
     )
-    with conn.cursor() as cur:
-        cur.execute(query, (start, end))
-        rows = cur.fetchall()
-    frame = pd.DataFrame(rows, columns=["symbol", "trade_date", *features])
+    frame = read_frame(url, query, (start, end))
     return frame.astype({f: "float64" for f in features})
 
 

@@ -12,7 +12,6 @@ import numpy as np
 
 from core.settings import Settings
 from ml.config import ModelSpec
-from ml.data.dataset import Panel
 from ml.evaluation.walk_forward import WalkForwardResult, run_walk_forward
 from ml.models import model_lookback
 from ml.prepare import Prepared
@@ -106,10 +105,10 @@ def rerun_champion(prepared: Prepared, card: ChampionCard) -> WalkForwardResult:
     features = list(card.features)
     panel = prepared.panel
     if features and features != panel.features:
-        missing = [f for f in features if f not in panel.frame.columns]
+        missing = [f for f in features if f not in panel.features]
         if missing:
             raise ValueError(f"the champion's features {missing} are no longer in the marts")
-        panel = Panel(panel.frame, features, panel.label, panel.horizon)
+        panel = panel.select(features)
     config = prepared.config
     min_history = max(prepared.min_history, model_lookback(spec))
     return run_walk_forward(

@@ -9,6 +9,7 @@ from datetime import date
 from importlib import metadata
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ml.config import ModelSpec
@@ -40,13 +41,12 @@ def _installed(name: str) -> bool:
 
 def input_example(panel: Panel, lookback: int) -> pd.DataFrame:
     """The last `lookback` rows of two symbols, as the scoring contract sends them."""
-    frame = panel.frame
-    symbols = frame["symbol"].drop_duplicates().head(2)
-    parts = [frame[frame["symbol"] == s].tail(lookback) for s in symbols]
-    example = pd.concat(parts)[["symbol", "trade_date", *panel.features]]
-    example = example.assign(trade_date=pd.to_datetime(example["trade_date"]))
-    out: pd.DataFrame = example.reset_index(drop=True)
-    return out
+    symbols = panel.frame["symbol"].to_numpy()
+    rows = np.concatenate(
+        [np.flatnonzero(symbols == s)[-lookback:] for s in pd.unique(symbols)[:2]]
+    ) if len(symbols) else np.array([], dtype=np.int64)  # fmt: skip
+    example = panel.feature_frame(rows)
+    return example.assign(trade_date=pd.to_datetime(example["trade_date"]))
 
 
 def register_challenger(
