@@ -157,7 +157,9 @@ def main() -> None:
 
     arrow, columnar = results["arrow"], results["columnar"]
     print()
-    print(f"machine   {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
+    print(
+        f"machine   {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+    )
     print(f"load avg  {load:.2f} at the start, {os.getloadavg()[0]:.2f} at the end")
     print(f"input     dev universe: {arrow['rows']:,.0f} rows x {arrow['features']:.0f} features"
           f" + {len(LABELS)} labels ({url.rsplit('/', 1)[1]})")  # fmt: skip
