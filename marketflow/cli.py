@@ -179,7 +179,17 @@ def cmd_walk_forward(args: argparse.Namespace) -> int:
     with bar:
         results = walk_forward_zoo(prepared, names, track=False, on_fold=on_fold)
     print(_metrics_table({n: r.metrics for n, r in results.items()}))
+    panel = prepared.panel
+    print(f"panel: {len(panel.frame):,} rows x {len(panel.features)} features;"
+          f" {len(prepared.folds)} folds; peak RSS {_peak_rss_gb():.2f} GB")  # fmt: skip
     return 0
+
+
+def _peak_rss_gb() -> float:
+    """This process's peak resident memory (Linux reports kilobytes)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
