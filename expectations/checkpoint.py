@@ -1,8 +1,13 @@
 """Run a suite against its table through a Great Expectations checkpoint and record the outcome.
 
 Each run builds an ephemeral GX context (no GX project on disk), a Postgres data source,
-a whole-table batch, a validation definition and a checkpoint, runs it, disposes of the
-SQLAlchemy engines it opened, and writes one row to `monitoring.validation_runs`.
+a batch, a validation definition and a checkpoint, runs it, disposes of the SQLAlchemy
+engines it opened, and writes one row to `monitoring.validation_runs` (with the run's
+start, scope and number of rows validated).
+
+The batch is the rows changed since the suite last passed (expectations/scope.py), copied
+into a scratch table in the `monitoring` schema that the run drops, or, with `full=True`
+(and before a suite's first pass), the whole table.
 
 The checkpoint's UpdateDataDocsAction renders the run as Data Docs HTML into
 `<docs_dir>/<suite>/index.html` (default docs_dir: `$MARKETFLOW_DATA_DIR/reports/data_docs`),
@@ -13,9 +18,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +33,7 @@ from psycopg2.extras import Json
 from core.db import connect
 from core.urls import libpq_url, sqlalchemy_url
 from expectations._gx import load_gx
+from expectations.scope import WHOLE_TABLE, Scope, changed_rows
 from expectations.suites import KEY_COLUMNS, SUITES
 
 log = logging.getLogger(__name__)
@@ -46,6 +56,9 @@ class ValidationSummary:
     validation_run_id: int | None = None
     # The Data Docs page of this run's site (index.html), when it was written.
     data_docs: str | None = None
+    # Which rows were validated (expectations/scope.py) and how many.
+    scope: str = WHOLE_TABLE.description
+    rows_validated: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """A small JSON-safe dict (what an Airflow task returns to XCom)."""
@@ -57,12 +70,15 @@ class ValidationSummary:
             "failed": self.failed,
             "validation_run_id": self.validation_run_id,
             "data_docs": self.data_docs,
+            "scope": self.scope,
+            "rows_validated": self.rows_validated,
         }
 
     def describe(self) -> str:
         verdict = "passed" if self.success else "FAILED"
+        rows = "" if self.rows_validated is None else f"{self.rows_validated:,} rows, "
         head = (
-            f"suite {self.suite} on {self.data_asset} {verdict}: "
+            f"suite {self.suite} on {self.data_asset} ({rows}{self.scope}) {verdict}: "
             f"{self.evaluated - self.failed}/{self.evaluated} expectations met"
         )
         return "\n".join([head, *(f"  - {_describe_failure(f)}" for f in self.failed_expectations)])
@@ -84,9 +100,10 @@ def default_docs_dir() -> Path:
 
 
 def run_checkpoint(
-    database_url: str, suite: str, docs_dir: Path | None = None
+    database_url: str, suite: str, docs_dir: Path | None = None, *, full: bool = False
 ) -> ValidationSummary:
-    """Validate the table behind `suite`, record the run and return its summary.
+    """Validate the rows of the table behind `suite` changed since it last passed (the whole
+    table with `full=True`), record the run and return its summary.
 
     Bad data gives `success=False`; a missing table or an unreachable database raises.
     Data Docs for the run are written to `docs_dir/<suite>/` (see the module docstring).
@@ -98,7 +115,20 @@ def run_checkpoint(
     site_dir = (docs_dir or default_docs_dir()) / suite
 
     started = time.perf_counter()
-    result = _run_gx_checkpoint(database_url, suite, schema, table, build_suite, site_dir)
+    with connect(libpq_url(database_url)) as conn, conn.cursor() as cur:
+        cur.execute("select clock_timestamp()")
+        (started_at,) = cur.fetchone() or (None,)
+        scope = WHOLE_TABLE if full else changed_rows(cur, suite)
+    with _scope_table(database_url, schema, table, scope) as (batch_schema, batch_table, rows):
+        result = _run_gx_checkpoint(
+            database_url,
+            suite,
+            batch_schema,
+            batch_table,
+            data_asset,
+            lambda: build_suite(scope),
+            site_dir,
+        )
     statistics = result.statistics
     failures = [_failure(r) for r in result.results if not r.success]
     summary = ValidationSummary(
@@ -109,8 +139,10 @@ def run_checkpoint(
         failed=int(statistics["unsuccessful_expectations"]),
         failed_expectations=failures,
         data_docs=str(site_dir / "index.html") if (site_dir / "index.html").exists() else None,
+        scope=scope.description,
+        rows_validated=rows,
     )
-    summary = _record(database_url, summary)
+    summary = _record(database_url, summary, started_at)
 
     elapsed = time.perf_counter() - started
     level = logging.INFO if summary.success else logging.WARNING
@@ -119,13 +151,38 @@ def run_checkpoint(
 
 
 def validate_or_raise(
-    database_url: str, suite: str, docs_dir: Path | None = None
+    database_url: str, suite: str, docs_dir: Path | None = None, *, full: bool = False
 ) -> ValidationSummary:
     """`run_checkpoint`, raising `ValidationFailed` when any expectation fails."""
-    summary = run_checkpoint(database_url, suite, docs_dir)
+    summary = run_checkpoint(database_url, suite, docs_dir, full=full)
     if not summary.success:
         raise ValidationFailed(summary)
     return summary
+
+
+@contextmanager
+def _scope_table(
+    database_url: str, schema: str, table: str, scope: Scope
+) -> Iterator[tuple[str, str, int | None]]:
+    """(schema, table, rows) of the batch to validate: the table itself for the whole table
+    (rows not counted: that would be one more pass), else a scratch copy of the scope's rows
+    in `monitoring`, dropped on the way out. A real table, not a temporary one: GX reads
+    through its own pooled connections, which would not see another session's temp table."""
+    if scope.full:
+        yield schema, table, None
+        return
+    scratch = f"gx_scope_{table}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    with connect(libpq_url(database_url)) as conn, conn.cursor() as cur:
+        cur.execute(
+            f"create unlogged table monitoring.{scratch} as"
+            f" select * from {schema}.{table} where {scope.predicate}"
+        )
+        rows = cur.rowcount
+    try:
+        yield "monitoring", scratch, rows
+    finally:
+        with connect(libpq_url(database_url)) as conn, conn.cursor() as cur:
+            cur.execute(f"drop table if exists monitoring.{scratch}")
 
 
 def _run_gx_checkpoint(
@@ -133,6 +190,7 @@ def _run_gx_checkpoint(
     suite_name: str,
     schema: str,
     table: str,
+    asset_name: str,
     build_suite: Callable[[], Any],
     site_dir: Path,
 ) -> Any:
@@ -175,7 +233,7 @@ def _run_gx_checkpoint(
     )
     try:
         batch = datasource.add_table_asset(
-            name=f"{schema}.{table}", table_name=table
+            name=asset_name, table_name=table
         ).add_batch_definition_whole_table("whole_table")
         suite = context.suites.add(build_suite())
         validation = context.validation_definitions.add(
@@ -275,13 +333,16 @@ def _describe_failure(failure: dict[str, Any]) -> str:
     return f"{failure['expectation']}{column} expected {expected or 'to hold'}; {found}"
 
 
-def _record(database_url: str, summary: ValidationSummary) -> ValidationSummary:
+def _record(
+    database_url: str, summary: ValidationSummary, started_at: datetime
+) -> ValidationSummary:
     with connect(libpq_url(database_url)) as conn, conn.cursor() as cur:
         cur.execute(
             """
             insert into monitoring.validation_runs
-                (suite, data_asset, success, evaluated, failed, failed_expectations)
-            values (%s, %s, %s, %s, %s, %s)
+                (suite, data_asset, success, evaluated, failed, failed_expectations,
+                 started_at, scope, rows_validated)
+            values (%s, %s, %s, %s, %s, %s, %s, %s, %s)
             returning id
             """,
             (
@@ -291,6 +352,9 @@ def _record(database_url: str, summary: ValidationSummary) -> ValidationSummary:
                 summary.evaluated,
                 summary.failed,
                 Json(summary.failed_expectations),
+                started_at,
+                summary.scope,
+                summary.rows_validated,
             ),
         )
         row = cur.fetchone()

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from core.catalogue import feature_catalogue
 from expectations._gx import load_gx
+from expectations.scope import WHOLE_TABLE, Scope
 from ingest.schema import KEY_COLUMNS
 from ingest.schema import PRICES as PRICE_COLUMNS
 
@@ -42,6 +43,56 @@ NO_DATES_BEYOND_RAW = (
 )
 
 
+def _table_checks(schema: str, table: str, scope: Scope, keyed: bool = True) -> list[Any]:
+    """Row count and key checks. On the whole table, GX's own; on a scope (the rows changed
+    since the last pass, expectations/scope.py), the key's uniqueness within the scope plus
+    two invariants of the whole table that cost an index lookup, not a scan: it has a row,
+    and (for a table) its key is enforced by a valid unique index, so no duplicate can land
+    anywhere in it. `keyed=False` for a view, whose key follows from its table's."""
+    gx = load_gx()
+    gxe = gx.expectations
+    unique = gxe.ExpectCompoundColumnsToBeUnique(column_list=list(KEY_COLUMNS))
+    if scope.full:
+        return [gxe.ExpectTableRowCountToBeBetween(min_value=1), unique]
+    relation = f"{schema}.{table}"
+    # A query that reads no batch still names it, in a comment, as GX asks of every query.
+    checks = [
+        unique,
+        gxe.UnexpectedRowsExpectation(
+            description=f"{relation} has at least one row (whole table)",
+            unexpected_rows_query=(
+                f"select '{relation} is empty' as problem"
+                f" where not exists (select from {relation}) /* {{batch}} */"
+            ),
+        ),
+    ]
+    if keyed:
+        key = ", ".join(KEY_COLUMNS)
+        checks.append(
+            gxe.UnexpectedRowsExpectation(
+                description=f"A valid unique index enforces ({key}) on {relation} (whole table)",
+                unexpected_rows_query=(
+                    f"select 'no unique index on ({key})' as problem where not exists ("
+                    " select from pg_index as i where i.indrelid ="
+                    f" '{relation}'::regclass and i.indisunique and i.indisvalid"
+                    " and (select array_agg(a.attname::text order by a.attname)"
+                    " from pg_attribute as a where a.attrelid = i.indrelid"
+                    " and a.attnum = any(i.indkey))"
+                    f" = array[{', '.join(repr(c) for c in sorted(KEY_COLUMNS))}]"
+                    ") /* {batch} */"
+                ),
+            )
+        )
+    return checks
+
+
+def _from_scope(scope: Scope) -> str:
+    """A cross-table check's filter on the other table: the scope's days (marts only)."""
+    if scope.full or scope.since is None:
+        return ""
+    return f" where trade_date >= '{scope.since.isoformat()}'::date"
+
+
 def _null_share_query(catalogue: dict[str, dict[str, Any]]) -> str:
     """One row per feature whose NULL share after its own warm-up is above the limit (one
     pass over the table: a share per feature, then unnested into rows)."""
@@ -61,24 +112,24 @@ def _null_share_query(catalogue: dict[str, dict[str, Any]]) -> str:
     )
 
 
-def raw_prices() -> ExpectationSuite:
+def raw_prices(scope: Scope = WHOLE_TABLE) -> ExpectationSuite:
     """What ingest promises about `raw.prices`, beyond the NOT NULLs the table enforces."""
     gx = load_gx()
     gxe = gx.expectations
     return gx.ExpectationSuite(
         name="raw_prices",
         expectations=[
-            gxe.ExpectTableRowCountToBeBetween(min_value=1),
+            *_table_checks("raw", "prices", scope),
             *(
                 gxe.ExpectColumnValuesToNotBeNull(column=column)
                 for column in (*KEY_COLUMNS, "close", "adj_close")
             ),
+            # Row by row (not the column's minimum): names the bad rows, holds on no rows.
             *(
-                gxe.ExpectColumnMinToBeBetween(column=column, min_value=0, strict_min=True)
+                gxe.ExpectColumnValuesToBeBetween(column=column, min_value=0, strict_min=True)
                 for column in PRICE_COLUMNS
             ),
-            gxe.ExpectColumnMinToBeBetween(column="volume", min_value=0),
-            gxe.ExpectCompoundColumnsToBeUnique(column_list=list(KEY_COLUMNS)),
+            gxe.ExpectColumnValuesToBeBetween(column="volume", min_value=0),
             gxe.ExpectColumnPairValuesAToBeGreaterThanB(
                 column_A="high", column_B="low", or_equal=True
             ),
@@ -92,7 +143,7 @@ def raw_prices() -> ExpectationSuite:
     )
 
 
-def features_daily() -> ExpectationSuite:
+def features_daily(scope: Scope = WHOLE_TABLE) -> ExpectationSuite:
     """The feature mart: keys, every documented range, NULLs only during warm-up, no dates
     beyond the raw data.
 
@@ -120,9 +171,8 @@ def features_daily() -> ExpectationSuite:
     return gx.ExpectationSuite(
         name="features_daily",
         expectations=[
-            gxe.ExpectTableRowCountToBeBetween(min_value=1),
+            *_table_checks("marts", "features_daily", scope),
             *(gxe.ExpectColumnValuesToNotBeNull(column=column) for column in KEY_COLUMNS),
-            gxe.ExpectCompoundColumnsToBeUnique(column_list=list(KEY_COLUMNS)),
             gxe.ExpectColumnValuesToBeBetween(column="history_days", min_value=1),
             gxe.ExpectColumnValuesToBeBetween(column="adj_close", min_value=0, strict_min=True),
             # Below -90% or above +1000% in a day is far likelier an unadjusted split than a move.
@@ -140,7 +190,7 @@ def features_daily() -> ExpectationSuite:
     )
 
 
-def labels_daily() -> ExpectationSuite:
+def labels_daily(scope: Scope = WHOLE_TABLE) -> ExpectationSuite:
     """Forward returns: keys, the same keys as features_daily, NULL exactly where the
     future is not loaded yet (the last `horizon` rows of each symbol)."""
     gx = load_gx()
@@ -152,9 +202,8 @@ def labels_daily() -> ExpectationSuite:
     return gx.ExpectationSuite(
         name="labels_daily",
         expectations=[
-            gxe.ExpectTableRowCountToBeBetween(min_value=1),
+            *_table_checks("marts", "labels_daily", scope),
             *(gxe.ExpectColumnValuesToNotBeNull(column=column) for column in KEY_COLUMNS),
-            gxe.ExpectCompoundColumnsToBeUnique(column_list=list(KEY_COLUMNS)),
             *(
                 gxe.ExpectColumnValuesToBeBetween(column=label, min_value=-1, strict_min=True)
                 for label in LABELS
@@ -172,8 +221,10 @@ def labels_daily() -> ExpectationSuite:
                 description="The same (symbol, trade_date) keys as features_daily",
                 unexpected_rows_query=(
                     "(select symbol, trade_date from {batch}"
-                    " except select symbol, trade_date from marts.features_daily)"
+                    " except select symbol, trade_date from marts.features_daily"
+                    f"{_from_scope(scope)})"
                     " union all (select symbol, trade_date from marts.features_daily"
+                    f"{_from_scope(scope)}"
                     " except select symbol, trade_date from {batch})"
                 ),
             ),
@@ -185,19 +236,18 @@ def labels_daily() -> ExpectationSuite:
     )
 
 
-def universe_daily() -> ExpectationSuite:
+def universe_daily(scope: Scope = WHOLE_TABLE) -> ExpectationSuite:
     """The tradeable universe: one row per feature row, every day, a known reason."""
     gx = load_gx()
     gxe = gx.expectations
     return gx.ExpectationSuite(
         name="universe_daily",
         expectations=[
-            gxe.ExpectTableRowCountToBeBetween(min_value=1),
+            *_table_checks("marts", "universe_daily", scope, keyed=False),
             *(
                 gxe.ExpectColumnValuesToNotBeNull(column=column)
                 for column in (*KEY_COLUMNS, "in_universe", "reason")
             ),
-            gxe.ExpectCompoundColumnsToBeUnique(column_list=list(KEY_COLUMNS)),
             gxe.ExpectColumnValuesToBeInSet(column="reason", value_set=list(UNIVERSE_REASONS)),
             gxe.UnexpectedRowsExpectation(
                 description="in_universe exactly when the reason is 'eligible'",
@@ -213,7 +263,8 @@ def universe_daily() -> ExpectationSuite:
                     " from (select trade_date, count(*) as n_rows from {batch} as batch_rows"
                     " group by trade_date) as universe"
                     " full join (select trade_date, count(*) as n_rows"
-                    " from marts.features_daily group by trade_date) as features"
+                    f" from marts.features_daily{_from_scope(scope)}"
+                    " group by trade_date) as features"
                     " using (trade_date)"
                     " where universe.n_rows is distinct from features.n_rows"
                 ),
@@ -226,7 +277,7 @@ def universe_daily() -> ExpectationSuite:
     )
 
 
-SUITES: dict[str, tuple[str, str, Callable[[], ExpectationSuite]]] = {
+SUITES: dict[str, tuple[str, str, Callable[[Scope], ExpectationSuite]]] = {
     "raw_prices": ("raw", "prices", raw_prices),
     "features_daily": ("marts", "features_daily", features_daily),
     "labels_daily": ("marts", "labels_daily", labels_daily),

@@ -100,21 +100,24 @@ def _ingest_table(result: BatchResult) -> str:
 
 
 def cmd_features(args: argparse.Namespace) -> int:
-    from core.dbt import build
+    from core.dbt import build, run_dbt
     from expectations.checkpoint import validate_or_raise
 
     url = get_settings().db.url
-    print(validate_or_raise(url, "raw_prices").describe())
-    build(url)
+    print(validate_or_raise(url, "raw_prices", full=args.full).describe())
+    if args.full:
+        run_dbt(["build", "--vars", "{full_data_tests: true}"], url)
+    else:
+        build(url)
     for suite in ("labels_daily", "universe_daily", "features_daily"):
-        print(validate_or_raise(url, suite).describe())
+        print(validate_or_raise(url, suite, full=args.full).describe())
     return 0
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from expectations.checkpoint import run_checkpoint
 
-    summary = run_checkpoint(get_settings().db.url, args.suite)
+    summary = run_checkpoint(get_settings().db.url, args.suite, full=args.full)
     print(summary.describe())
     return 0 if summary.success else 1
 
@@ -420,13 +423,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--symbols", help="comma-separated, default all")
     p.set_defaults(func=cmd_ingest)
 
-    sub.add_parser(
-        "features", help="validate raw, dbt build, validate the three marts"
-    ).set_defaults(func=cmd_features)
+    full_help = (
+        "validate every row, not only the rows changed since the suite last passed"
+        " (what the weekly marketflow_quality_sweep DAG does)"
+    )
+    p = sub.add_parser("features", help="validate raw, dbt build, validate the three marts")
+    p.add_argument("--full", action="store_true", help=full_help + "; dbt tests too")
+    p.set_defaults(func=cmd_features)
     p = sub.add_parser("validate", help="run one Great Expectations checkpoint")
     p.add_argument(
         "suite", choices=["raw_prices", "features_daily", "labels_daily", "universe_daily"]
     )
+    p.add_argument("--full", action="store_true", help=full_help)
     p.set_defaults(func=cmd_validate)
     p = sub.add_parser("train", help="walk-forward the model zoo, log, register, gate promotion")
     p.add_argument("--config", help="model config YAML (default ml/config/models.yaml)")

@@ -99,6 +99,12 @@ create table if not exists monitoring.validation_runs (
     failed_expectations jsonb not null default '[]',
     created_at     timestamptz not null default now()
 );
+-- What a run checked (expectations/scope.py): when it started (rows changed after that are
+-- the next run's scope), the rows it validated ('whole table' after a full sweep) and how many.
+alter table monitoring.validation_runs add column if not exists started_at timestamptz;
+alter table monitoring.validation_runs add column if not exists scope text;
+alter table monitoring.validation_runs add column if not exists rows_validated bigint;
+create index if not exists validation_runs_suite_idx on monitoring.validation_runs (suite, id);
 
 -- API keys for the HTTP API: only the SHA-256 of each key is kept (keys are random tokens).
 create table if not exists api.api_keys (

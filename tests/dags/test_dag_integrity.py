@@ -17,7 +17,10 @@ EXPECTED = {
     "marketflow_training",
     "marketflow_scoring",
     "marketflow_monitoring",
+    "marketflow_quality_sweep",
 }
+# Cron DAGs without a start_date: unpausing waits for the next tick (see the tests below).
+NO_START_DATE = {"marketflow_training", "marketflow_quality_sweep"}
 ALLOWED_TOP_LEVEL = {"airflow", "cosmos", "pendulum", "dags", "core", "__future__"}
 HEAVY = [
     "pandas",
@@ -43,6 +46,7 @@ NO_RETRIES = {
     ("marketflow_features", "validate_universe"),
     ("marketflow_features", "validate_features"),
     ("marketflow_monitoring", "request_retraining"),
+    ("marketflow_quality_sweep", "sweep"),
 }
 
 
@@ -64,7 +68,7 @@ def test_dag_house_rules(dagbag, dag_id):
     assert dag.tags and "marketflow" in dag.tags
     assert dag.schedule is not None, "schedule must be explicit"
     assert dag.catchup is False
-    if dag_id == "marketflow_training":  # see test_weekly_training_waits_for_its_monday
+    if dag_id in NO_START_DATE:  # see test_weekly_training_waits_for_its_monday
         assert dag.start_date is None
     else:
         assert dag.start_date.tzinfo is not None
@@ -196,3 +200,24 @@ def test_weekly_training_waits_for_its_monday(dagbag, now):
     expected = monday_six if frozen <= monday_six else monday_six.add(weeks=1)
     assert info.run_after == expected, f"unpaused at {now}: first run {info.run_after}"
     assert info.run_after >= frozen
+
+
+@pytest.mark.parametrize("now", UNPAUSED_AT)
+def test_quality_sweep_waits_for_its_saturday(dagbag, now):
+    """The weekly full sweep, like training, never runs a stale tick when unpaused: its first
+    run is the next Saturday 04:00 UTC at or after that moment."""
+    import pendulum
+    import time_machine
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    dag = DagSerialization.from_dict(
+        DagSerialization.to_dict(dagbag.get_dag("marketflow_quality_sweep"))
+    )
+    frozen = pendulum.parse(now, tz="UTC")
+    with time_machine.travel(frozen, tick=False):
+        info = dag.next_dagrun_info(last_automated_run_info=None)
+    assert info is not None
+    saturday_four = frozen.start_of("week").add(days=5, hours=4)
+    expected = saturday_four if frozen <= saturday_four else saturday_four.add(weeks=1)
+    assert info.run_after == expected, f"unpaused at {now}: first run {info.run_after}"
+    assert dag.max_active_tasks == 1  # one whole table read at a time

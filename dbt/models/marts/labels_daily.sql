@@ -4,6 +4,7 @@
         incremental_strategy='delete+insert',
         unique_key=['symbol', 'trade_date'],
         on_schema_change='fail',
+        pre_hook=["{{ record_rebuild(incremental_first_date(this)) }}"],
         post_hook=["{{ analyze_if_new() }}", "{{ ensure_index('source_ingested_at') }}"],
     )
 }}
@@ -17,7 +18,9 @@
 
     Incremental runs rebuild, for each symbol with new or corrected bars, every label from
     `longest_horizon` rows before the first new day on: those were the labels still waiting
-    for (or computed from) the rows that changed.
+    for (or computed from) the rows that changed. The pre-hook records the first new day in
+    monitoring.dbt_rebuilds; the labels_daily checkpoint validates from `longest_horizon`
+    rows before it (expectations/scope.py, LABEL_REACH).
 -#}
 {%- set longest_horizon = 20 -%}
 
