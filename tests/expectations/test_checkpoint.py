@@ -158,10 +158,10 @@ def test_good_prices_pass_and_the_run_is_recorded(db: str) -> None:
             "expect_column_pair_values_a_to_be_greater_than_b",
             "high, low",
         ),
-        ({"close": 0.0}, "expect_column_min_to_be_between", "close"),
-        ({"adj_close": -1.5}, "expect_column_min_to_be_between", "adj_close"),
-        ({"open": 0.0}, "expect_column_min_to_be_between", "open"),
-        ({"volume": -1}, "expect_column_min_to_be_between", "volume"),
+        ({"close": 0.0}, "expect_column_values_to_be_between", "close"),
+        ({"adj_close": -1.5}, "expect_column_values_to_be_between", "adj_close"),
+        ({"open": 0.0}, "expect_column_values_to_be_between", "open"),
+        ({"volume": -1}, "expect_column_values_to_be_between", "volume"),
     ],
     ids=["high_below_low", "zero_close", "negative_adj_close", "zero_open", "negative_volume"],
 )
@@ -194,7 +194,10 @@ def test_a_failure_names_the_offending_row_and_observed_values(db: str) -> None:
     summary = run_checkpoint(db, "raw_prices")
 
     by_column = {f["column"]: f for f in summary.failed_expectations}
-    assert by_column["close"]["observed"] == -2.0
+    # Checked row by row, so the failure names the row, not only the column's minimum.
+    assert by_column["close"]["observed"]["examples"] == [
+        {"symbol": "BBB", "trade_date": "2024-01-04", "close": -2.0}
+    ]
     assert by_column["close"]["expected"] == {"min_value": 0.0, "strict_min": True}
     high_low = by_column["high, low"]["observed"]
     assert high_low["unexpected_count"] == 1
@@ -202,7 +205,7 @@ def test_a_failure_names_the_offending_row_and_observed_values(db: str) -> None:
         {"symbol": "AAA", "trade_date": "2024-01-04", "high": 99.0, "low": 101.0}
     ]
     message = summary.describe()
-    assert "FAILED" in message and "2024-01-04" in message and "observed -2.0" in message
+    assert "FAILED" in message and "2024-01-04" in message and '"close": -2.0' in message
 
 
 def test_an_empty_table_fails_on_row_count(db: str) -> None:

@@ -57,7 +57,7 @@ def test_raw_prices_covers_the_price_contract() -> None:
             for c in ("symbol", "trade_date", "close", "adj_close")
         ),
         *(
-            ("expect_column_min_to_be_between", c)
+            ("expect_column_values_to_be_between", c)
             for c in ("open", "high", "low", "close", "adj_close", "volume")
         ),
         ("expect_compound_columns_to_be_unique", ("symbol", "trade_date")),
