@@ -91,6 +91,11 @@ class MonitoringSettings(_Section):
 
     # Days of scored history compared with the training reference.
     current_days: Annotated[int, _env("MARKETFLOW_DRIFT_CURRENT_DAYS", "current_days")] = 60
+    # Rows of the training window drift compares against: a fixed sample of about this many
+    # (ml/monitoring/store.py); 0 = every row (years of a real universe: minutes and GBs).
+    reference_rows: Annotated[
+        int, _env("MARKETFLOW_DRIFT_REFERENCE_ROWS", "reference_rows"), Field(ge=0)
+    ] = 50_000
     # Share of drifted features that counts as dataset drift.
     drift_share: Annotated[float, _env("MARKETFLOW_DRIFT_SHARE_THRESHOLD", "drift_share")] = 0.5
     # Drift of the published scores alone is a reason to retrain.

@@ -59,8 +59,10 @@ def run_drift(
     run_date: date | None = None,
     drift_share_threshold: float = 0.5,
     tracking_uri: str | None = None,
+    reference_rows: int = 0,
 ) -> DriftResult:
-    """Drift of the last `current_days` trading days (up to `run_date`) against `reference_window`.
+    """Drift of the last `current_days` trading days (up to `run_date`) against `reference_window`
+    (a fixed sample of about `reference_rows` of its rows; 0: all of them).
 
     Writes `reports_dir/drift_<current end>_v<version>_<run id>.html` (see `report_name`), one
     row per feature in `monitoring.drift_features`, the drift of the model's published scores
@@ -79,7 +81,7 @@ def run_drift(
         raise ValueError("run_drift needs at least one feature")
 
     (current_start, current_end), reference, current = store.read_windows(
-        database_url, features, reference_window, current_days, run_date
+        database_url, features, reference_window, current_days, run_date, reference_rows
     )
     if reference.empty:
         raise ValueError(
@@ -100,10 +102,11 @@ def run_drift(
             reference_end,
         )
     log.info(
-        "drift: reference %s..%s (%d rows), current %s..%s (%d rows)",
+        "drift: reference %s..%s (%d rows%s), current %s..%s (%d rows)",
         reference_start,
         reference_end,
         len(reference),
+        f", a fixed sample of about {reference_rows}" if reference_rows else "",
         current_start,
         current_end,
         len(current),
@@ -271,6 +274,7 @@ def _champion_drift(
         run_date=run_date,
         drift_share_threshold=thresholds.drift_share,
         tracking_uri=settings.mlflow.tracking_uri,
+        reference_rows=settings.monitoring.reference_rows,
     )
 
 

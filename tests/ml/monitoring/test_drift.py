@@ -376,3 +376,29 @@ def test_prediction_drift_of_the_published_scores(
     assert row["prediction_drifted"] is drifted
     assert row["prediction_drift_score"] == pytest.approx(result.prediction["score"])
     assert result.report_path.with_name(result.report_path.stem + "_predictions.html").is_file()
+
+
+def test_a_sampled_reference_is_fixed_smaller_and_still_flags_the_shift(
+    features_db: str, tmp_path: Path
+) -> None:
+    """A real universe's training window is years of rows: the reference is a fixed sample
+    of about `reference_rows` of them (the same rows every run), and the verdict holds."""
+    from ml.monitoring import store
+
+    def reference(rows: int):
+        _, frame, _ = store.read_windows(
+            features_db, FEATURES, REFERENCE_WINDOW, CURRENT_DAYS, None, rows
+        )
+        return frame
+
+    whole = reference(0)
+    sample = reference(len(whole) // 4)
+    assert len(whole) // 8 < len(sample) < len(whole) // 2
+    assert set(map(tuple, sample[["symbol", "trade_date"]].to_numpy())) <= set(
+        map(tuple, whole[["symbol", "trade_date"]].to_numpy())
+    )
+    pd.testing.assert_frame_equal(sample, reference(len(whole) // 4))  # fixed, not random
+
+    result = _run(features_db, tmp_path, reference_rows=len(whole) // 4)
+    assert result.drift_detected
+    assert set(SHIFTED) <= set(result.drifted_features)
