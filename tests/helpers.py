@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import psycopg2
 
 
-def query(url: str, sql: str) -> list[tuple]:
-    """All rows of one query, on a connection of its own."""
+def query(url: str, sql: str, params: Any = None) -> list[tuple]:
+    """All rows of one statement (none for a statement without a result), committed, on a
+    connection of its own."""
     with psycopg2.connect(url) as conn, conn.cursor() as cur:
-        cur.execute(sql)
-        rows = cur.fetchall()
+        cur.execute(sql, params)
+        rows = cur.fetchall() if cur.description else []
     conn.close()
     return rows
 

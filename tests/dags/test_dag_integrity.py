@@ -178,24 +178,28 @@ UNPAUSED_AT = [
 ]
 
 
+def _first_scheduled_run(dagbag, dag_id: str, now: str):
+    """(frozen now, the DAG as the scheduler sees it, serialized and read back, and its
+    first scheduled run after being unpaused at `now`)."""
+    import pendulum
+    import time_machine
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    dag = DagSerialization.from_dict(DagSerialization.to_dict(dagbag.get_dag(dag_id)))
+    frozen = pendulum.parse(now, tz="UTC")
+    with time_machine.travel(frozen, tick=False):
+        info = dag.next_dagrun_info(last_automated_run_info=None)
+    assert info is not None
+    return frozen, dag, info
+
+
 @pytest.mark.parametrize("now", UNPAUSED_AT)
 def test_weekly_training_waits_for_its_monday(dagbag, now):
     """Unpausing the training DAG never runs a stale weekly tick: the first scheduled run is
     the next Monday 06:00 UTC at or after the moment of unpausing, never one in the past (a
     past tick would train before the first features exist; the demo saw it fail, retry and
     register a second, identical version)."""
-    import pendulum
-    import time_machine
-    from airflow.serialization.serialized_objects import DagSerialization
-
-    # The DAG as the scheduler sees it: serialized, then read back.
-    dag = DagSerialization.from_dict(
-        DagSerialization.to_dict(dagbag.get_dag("marketflow_training"))
-    )
-    frozen = pendulum.parse(now, tz="UTC")
-    with time_machine.travel(frozen, tick=False):
-        info = dag.next_dagrun_info(last_automated_run_info=None)
-    assert info is not None
+    frozen, _, info = _first_scheduled_run(dagbag, "marketflow_training", now)
     monday_six = frozen.start_of("week").add(hours=6)  # pendulum weeks start on Monday
     expected = monday_six if frozen <= monday_six else monday_six.add(weeks=1)
     assert info.run_after == expected, f"unpaused at {now}: first run {info.run_after}"
@@ -206,17 +210,7 @@ def test_weekly_training_waits_for_its_monday(dagbag, now):
 def test_quality_sweep_waits_for_its_saturday(dagbag, now):
     """The weekly full sweep, like training, never runs a stale tick when unpaused: its first
     run is the next Saturday 04:00 UTC at or after that moment."""
-    import pendulum
-    import time_machine
-    from airflow.serialization.serialized_objects import DagSerialization
-
-    dag = DagSerialization.from_dict(
-        DagSerialization.to_dict(dagbag.get_dag("marketflow_quality_sweep"))
-    )
-    frozen = pendulum.parse(now, tz="UTC")
-    with time_machine.travel(frozen, tick=False):
-        info = dag.next_dagrun_info(last_automated_run_info=None)
-    assert info is not None
+    frozen, dag, info = _first_scheduled_run(dagbag, "marketflow_quality_sweep", now)
     saturday_four = frozen.start_of("week").add(days=5, hours=4)
     expected = saturday_four if frozen <= saturday_four else saturday_four.add(weeks=1)
     assert info.run_after == expected, f"unpaused at {now}: first run {info.run_after}"

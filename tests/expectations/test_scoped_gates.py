@@ -10,7 +10,6 @@ from __future__ import annotations
 from datetime import date
 
 import pandas as pd
-import psycopg2
 import pytest
 
 from core.dbt import build
@@ -19,22 +18,13 @@ from expectations.scope import LABEL_REACH
 from expectations.suites import MART_SUITES
 from ingest.loader import load_prices
 from ingest.providers.synthetic import SyntheticProvider, symbol_name
+from tests.helpers import query
 
 SYMBOLS = 8  # cross-sectional ranks need a few symbols a day
 # Long enough for the 20-day warm-up of the cross-sectional ranks to stay under 5% of rows.
 START, END = date(2022, 1, 3), date(2024, 6, 28)
 ALL_SUITES = ("raw_prices", *MART_SUITES)
 SYMBOL_A, SYMBOL_B = symbol_name(0), symbol_name(1)
-
-
-def query(url: str, statement: str, params: tuple = ()) -> list[tuple]:
-    conn = psycopg2.connect(url)
-    try:
-        with conn, conn.cursor() as cur:
-            cur.execute(statement, params)
-            return cur.fetchall() if cur.description else []
-    finally:
-        conn.close()
 
 
 def set_ret_1d(url: str, symbol: str, day: date, value: float) -> float:
