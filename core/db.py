@@ -19,7 +19,7 @@ from psycopg2.extensions import connection as PgConnection
 from psycopg2.extensions import cursor as PgCursor
 
 from core.settings import Settings, get_settings
-from core.urls import database_name
+from core.urls import database_name, with_database
 
 log = logging.getLogger(__name__)
 
@@ -92,13 +92,40 @@ def _run_sql_file(url: str, name: str) -> None:
         cur.execute(text)
 
 
+def ensure_extensions(url: str, admin_url: str) -> None:
+    """`dblink` in the schema `extensions` of the database at `url`, usable by its owner.
+
+    dbt builds features_daily in parallel symbol slices over dblink connections
+    (dbt/macros/build_in_slices.sql). Creating the extension takes a superuser. The owner may
+    call dblink_connect_u: the plain dblink_connect refuses a non-superuser whose server asks
+    no password (trust), and the slices connect as that same owner. Without the extension
+    (a server with no contrib modules) the build runs in one slice.
+    """
+    owner = urlsplit(url).username or "marketflow"
+    with connect(with_database(admin_url, database_name(url))) as conn, conn.cursor() as cur:
+        cur.execute("select 1 from pg_available_extensions where name = 'dblink'")
+        if cur.fetchone() is None:
+            log.warning("dblink is not available: features_daily builds in one slice")
+            return
+        cur.execute("create schema if not exists extensions")
+        cur.execute("create extension if not exists dblink schema extensions")
+        cur.execute(
+            sql.SQL(
+                "grant usage on schema extensions to {owner};"
+                " grant execute on function extensions.dblink_connect_u(text, text) to {owner}"
+            ).format(owner=sql.Identifier(owner))
+        )
+
+
 def init_database(url: str, admin_url: str) -> None:
-    """Roles, the database itself, MarketFlow's schemas and the read-only grants."""
+    """Roles, the database itself, its extensions, MarketFlow's schemas and the read-only
+    grants."""
     owner = urlsplit(url).username or "marketflow"
     ensure_role(admin_url, owner)
     for role in READ_ONLY_ROLES:
         ensure_role(admin_url, role)
     ensure_database(admin_url, database_name(url), owner)
+    ensure_extensions(url, admin_url)
     _run_sql_file(url, "schema.sql")
     _run_sql_file(url, "grants.sql")
 
@@ -117,6 +144,7 @@ __all__ = [
     "connect",
     "drop_database",
     "ensure_database",
+    "ensure_extensions",
     "ensure_role",
     "init_all",
     "init_database",

@@ -28,10 +28,16 @@ def target_path() -> Path:
     return get_settings().dbt.target
 
 
-def _dbt_path_env() -> dict[str, str]:
-    # dbt reads these through click's envvar support, so they apply to every command.
-    paths = get_settings().dbt
-    return {"DBT_TARGET_PATH": str(paths.target), "DBT_LOG_PATH": str(paths.logs)}
+def _dbt_settings_env() -> dict[str, str]:
+    # dbt reads the paths through click's envvar support, so they apply to every command;
+    # the slice count through env_var() in the materialization (macros/build_in_slices.sql),
+    # resolved here so that "0 = every core" means this machine's cores.
+    settings = get_settings().dbt
+    return {
+        "DBT_TARGET_PATH": str(settings.target),
+        "DBT_LOG_PATH": str(settings.logs),
+        "MARKETFLOW_DBT_FEATURE_SLICES": str(settings.slices),
+    }
 
 
 _FAILED_STATUSES = frozenset({"error", "fail", "runtime error"})
@@ -108,7 +114,7 @@ def run_dbt(args: list[str], database_url: str) -> None:
         "--profiles-dir",
         str(DBT_PROJECT_DIR),
     ]
-    with _dbt_lock, _environ({**dbt_env(database_url), **_dbt_path_env()}):
+    with _dbt_lock, _environ({**dbt_env(database_url), **_dbt_settings_env()}):
         res = dbtRunner().invoke(cli_args)
     if not res.success:
         raise DbtError(_failure_message(args, res))

@@ -9,6 +9,7 @@ heavy library: DAG files read it at parse time.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -17,6 +18,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DBT_PROJECT_DIR = REPO_ROOT / "dbt"
+# Each slice holds a database connection and a core; past 16 the final per-day ranks and the
+# server's connection limit dominate.
+MAX_FEATURE_SLICES = 16
 
 
 def _env(*names: str) -> Any:
@@ -156,10 +160,20 @@ class DbtSettings(_Section):
     # parallel runs never share partial-parse state); empty: dbt/target.
     target_path: Annotated[str, _env("MARKETFLOW_DBT_TARGET_PATH", "target_path")] = ""
     log_path: Annotated[str, _env("MARKETFLOW_DBT_LOG_PATH", "log_path")] = ""
+    # Symbol slices a full build of features_daily (or a large rebuild) runs concurrently:
+    # 0 = one per CPU core (see `slices`).
+    feature_slices: Annotated[
+        int, _env("MARKETFLOW_DBT_FEATURE_SLICES", "feature_slices"), Field(ge=0)
+    ] = 0
 
     @property
     def target(self) -> Path:
         return Path(self.target_path) if self.target_path else DBT_PROJECT_DIR / "target"
+
+    @property
+    def slices(self) -> int:
+        """feature_slices, or the machine's core count when 0; at most MAX_FEATURE_SLICES."""
+        return min(self.feature_slices or os.cpu_count() or 1, MAX_FEATURE_SLICES)
 
     @property
     def logs(self) -> Path:

@@ -15,7 +15,7 @@
         {%- for node in graph.nodes.values()
             if node.unique_id in selected_resources
             and node.resource_type == 'model'
-            and node.config.materialized == 'incremental'
+            and node.config.materialized in incremental_materializations()
             and node.contract.enforced -%}
             {%- set existing = adapter.get_relation(node.database, node.schema, node.alias) -%}
             {%- if existing is not none -%}

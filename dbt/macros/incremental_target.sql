@@ -18,7 +18,7 @@
         {%- set full_refresh = flags.FULL_REFRESH -%}
     {%- endif -%}
     {%- if relation is not none and relation.type == 'table'
-        and node.config.materialized == 'incremental' and not full_refresh -%}
+        and node.config.materialized in incremental_materializations() and not full_refresh -%}
         {%- do return(relation) -%}
     {%- endif -%}
     {%- do return(none) -%}

@@ -62,12 +62,12 @@ coalesce(
 {#- The incremental models a model's rows come from: itself, or the parents of a view. -#}
 {% macro _rebuilt_models(node) %}
     {%- set found = [] -%}
-    {%- if node.config.materialized == 'incremental' -%}
+    {%- if node.config.materialized in incremental_materializations() -%}
         {%- do found.append(node.alias) -%}
     {%- elif node.config.materialized == 'view' -%}
         {%- for parent_id in node.depends_on.nodes -%}
             {%- set parent = graph.nodes.get(parent_id) -%}
-            {%- if parent and parent.config.materialized == 'incremental' -%}
+            {%- if parent and parent.config.materialized in incremental_materializations() -%}
                 {%- do found.append(parent.alias) -%}
             {%- endif -%}
         {%- endfor -%}

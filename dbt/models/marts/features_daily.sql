@@ -1,6 +1,7 @@
 {{
     config(
-        materialized='incremental',
+        materialized='incremental_in_slices',
+        slice_source='int_prices_rebuild_scoped',
         incremental_strategy='delete_insert_keyed',
         unique_key=['symbol', 'trade_date'],
         on_schema_change='fail',
@@ -75,25 +76,27 @@ features as materialized (
 
         -- {{ d }}-row windows.
         lags.roc_{{ d }}d,
-        {%- for name in ['ma', 'std', 'beta', 'rsqr', 'resi', 'max', 'min'] %}
-        rolling.{{ name }}_{{ d }}d,
+        {%- set lag_families = [
+            'ma', 'std', 'beta', 'rsqr', 'resi', 'max', 'min', 'qtlu', 'qtld', 'rank', 'rsv',
+            'imax', 'imin'
+        ] %}
+        {%- for name in lag_families %}
+        lags.{{ name }}_{{ d }}d,
         {%- endfor %}
-        close_stats.qtlu_{{ d }}d,
-        close_stats.qtld_{{ d }}d,
-        lags.rank_{{ d }}d,
-        rolling.rsv_{{ d }}d,
-        lags.imax_{{ d }}d,
-        lags.imin_{{ d }}d,
-        {%- for name in ['corr', 'cntp', 'cntn', 'sump', 'vsump', 'vma', 'vstd', 'wvma'] %}
+        rolling.corr_{{ d }}d,
+        rolling.cntp_{{ d }}d,
+        rolling.cntn_{{ d }}d,
+        lags.sump_{{ d }}d,
+        {%- for name in ['vsump', 'vma', 'vstd', 'wvma'] %}
         rolling.{{ name }}_{{ d }}d,
         {%- endfor %}
         {%- endfor %}
 
         -- Classic indicators.
-        close_stats.macd_12_26,
-        close_stats.macd_signal_9,
-        close_stats.macd_hist,
-        rolling.bb_pctb_20,
+        lags.macd_12_26,
+        lags.macd_signal_9,
+        lags.macd_hist,
+        lags.bb_pctb_20,
         rolling.atr_14
     from {{ ref('int_prices_candles_shaped') }} as candles
     inner join {{ ref('int_prices_rolling_aggregated') }} as rolling
@@ -102,11 +105,8 @@ features as materialized (
     inner join {{ ref('int_prices_lags_compared') }} as lags
         on candles.symbol = lags.symbol
         and candles.trade_date = lags.trade_date
-    inner join {{ ref('int_prices_close_stats_computed') }} as close_stats
-        on candles.symbol = close_stats.symbol
-        and candles.trade_date = close_stats.trade_date
 
-),
+){{ end_of_per_symbol_rows() }},
 
 cross_sectional_ranks as (
 

@@ -67,8 +67,10 @@ prices as (
     inner join context_starts
         on adjusted.symbol = context_starts.symbol
     where adjusted.trade_date >= coalesce(context_starts.start_date, '-infinity'::date)
+        and {{ in_symbol_slice('adjusted.symbol') }}
     {%- else %}
     from {{ ref('int_prices_adjusted') }} as adjusted
+    where {{ in_symbol_slice('adjusted.symbol') }}
     {%- endif %}
 
 )

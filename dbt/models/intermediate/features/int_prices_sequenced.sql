@@ -35,7 +35,9 @@ lagged_prices as (
         row_number() over by_symbol as history_days,
         {%- endif %}
         lag(prices.adj_close, 1) over by_symbol as adj_close_1d_ago,
-        lag(prices.adj_volume, 1) over by_symbol as adj_volume_1d_ago
+        lag(prices.adj_volume, 1) over by_symbol as adj_volume_1d_ago,
+        ln(prices.adj_volume + 1) as log_volume,
+        ln(lag(prices.adj_volume, 1) over by_symbol + 1) as log_volume_1d_ago
     from prices
     window by_symbol as (partition by prices.symbol order by prices.trade_date)
 
@@ -66,9 +68,7 @@ bars as (
             0
         ) as rows_before_rebuild,
         {%- endif %}
-        lagged_prices.history_days::double precision as time_index,
         lagged_prices.adj_close / lagged_prices.adj_close_1d_ago - 1 as ret_1d,
-        abs(lagged_prices.adj_close - lagged_prices.adj_close_1d_ago) as abs_close_change,
         -- greatest() skips NULLs, so the first row would count as a 0 move without the case.
         case
             when lagged_prices.adj_close_1d_ago is not null
@@ -78,10 +78,12 @@ bars as (
             when lagged_prices.adj_close_1d_ago is not null
                 then greatest(lagged_prices.adj_close_1d_ago - lagged_prices.adj_close, 0)
         end as loss_1d,
-        (lagged_prices.adj_close > lagged_prices.adj_close_1d_ago)::integer::double precision
-            as is_up_day,
-        (lagged_prices.adj_close < lagged_prices.adj_close_1d_ago)::integer::double precision
-            as is_down_day,
+        -- Integers: their moving sums cost O(1) a row (float ones recompute the frame).
+        (lagged_prices.adj_close > lagged_prices.adj_close_1d_ago)::integer as is_up_day,
+        (lagged_prices.adj_close < lagged_prices.adj_close_1d_ago)::integer as is_down_day,
+        (lagged_prices.adj_close <> lagged_prices.adj_close_1d_ago)::integer as close_moved,
+        (lagged_prices.log_volume <> lagged_prices.log_volume_1d_ago)::integer
+            as log_volume_moved,
         case
             when lagged_prices.adj_volume_1d_ago is not null
                 then greatest(lagged_prices.adj_volume - lagged_prices.adj_volume_1d_ago, 0)
@@ -98,7 +100,7 @@ bars as (
                     abs(lagged_prices.adj_low - lagged_prices.adj_close_1d_ago)
                 )
         end as true_range,
-        ln(lagged_prices.adj_volume + 1) as log_volume,
+        lagged_prices.log_volume,
         lagged_prices.close_price * lagged_prices.volume as dollar_volume
     from lagged_prices
 
