@@ -1,8 +1,9 @@
 """Backtest of daily scores: top-k long and long/short portfolios against the universe.
 
-Each trading day t the portfolio holds the k best-scored symbols (equal weights; long/short also
-shorts the k worst) from the close of t to the close of t+1, earning the symbols' one-day
-forward returns. Costs are charged on turnover, sum |w_t - w_{t-1}|, at `cost_bps` basis points.
+Each trading day t the portfolio takes the k best-scored symbols (equal weights; long/short also
+shorts the k worst) and, since the scores of t are known only after the close of t, trades at
+the close of t+1 and holds to the close of t+2 (`trade_ret`, from trade_ret_1d: see
+ml/evaluation/walk_forward.traded_returns). Costs are charged on turnover, sum |w_t - w_{t-1}|, at `cost_bps` basis points.
 The benchmark is the equal-weight portfolio of every symbol scored that day (rebalanced daily,
 no costs), always reported beside the model. Sharpe ratios come with a block-bootstrap
 confidence interval, because a few years of daily returns leave a wide one.
@@ -33,11 +34,12 @@ class BacktestResult:
 
 
 def portfolio_returns(
-    scored: pd.DataFrame, top_k: int = 2, cost_bps: float = 10.0, ret_col: str = "ret_1d_fwd"
+    scored: pd.DataFrame, top_k: int = 2, cost_bps: float = 10.0, ret_col: str = "trade_ret"
 ) -> pd.DataFrame:
     """Daily net returns of the top-k long and long/short books and of the benchmark.
 
-    `scored` has trade_date, symbol, pred and `ret_col` (the one-day forward return)."""
+    `scored` has trade_date, symbol, pred and `ret_col`: the return of a book formed on the
+    signal of trade_date (close[t+1] -> close[t+2])."""
     frame = scored.dropna(subset=["pred", ret_col])
     prev_long: pd.Series = pd.Series(dtype=float)
     prev_ls: pd.Series = pd.Series(dtype=float)

@@ -109,7 +109,7 @@ def fold_dataset(
 @dataclass
 class WalkForwardResult:
     name: str
-    scored: pd.DataFrame  # fold, trade_date, symbol, pred, label, ret_1d_fwd
+    scored: pd.DataFrame  # fold, trade_date, symbol, pred, label, trade_ret
     fold_metrics: list[dict[str, float]]
     metrics: dict[str, float] = field(default_factory=dict)
     importance: dict[str, float] | None = None
@@ -121,17 +121,32 @@ class WalkForwardResult:
         return finite / self.eligible_rows if self.eligible_rows else 0.0
 
 
+def traded_returns(frame: pd.DataFrame) -> pd.Series:
+    """The one-day return a book built on day t's signal earns: close[t+1] -> close[t+2].
+
+    A signal dated t is computed from close[t]; a live system trades on it at the next close
+    at the earliest, so the book never earns the close[t] -> close[t+1] move (fwd_ret_1d).
+    `trade_ret_1d` is that return in marts.labels_daily; a panel without it takes each
+    symbol's next-row fwd_ret_1d (`frame` is sorted by symbol and trade_date).
+    """
+    if "trade_ret_1d" in frame.columns:
+        return frame["trade_ret_1d"]
+    if "fwd_ret_1d" in frame.columns:
+        return frame.groupby("symbol", sort=False)["fwd_ret_1d"].shift(-1)
+    raise ValueError("the backtest needs trade_ret_1d or fwd_ret_1d in the panel")
+
+
 def scored_frame(dataset: Dataset, pred: np.ndarray, segment: str = "test") -> pd.DataFrame:
     frame = dataset.panel.frame
     rows = dataset.rows(segment)
-    one_day = frame["fwd_ret_1d"] if "fwd_ret_1d" in frame.columns else frame[dataset.label]
+    traded = traded_returns(frame)
     return pd.DataFrame(
         {
             "trade_date": frame["trade_date"].to_numpy()[rows],
             "symbol": frame["symbol"].to_numpy()[rows],
             "pred": pred,
             "label": frame[dataset.label].to_numpy(dtype=float)[rows],
-            "ret_1d_fwd": one_day.to_numpy(dtype=float)[rows],
+            "trade_ret": traded.to_numpy(dtype=float)[rows],
         }
     )
 

@@ -23,7 +23,7 @@ def scored(preds: list[list[float]], rets: list[list[float]]) -> pd.DataFrame:
     rows = []
     for day, p_day, r_day in zip(D, preds, rets, strict=False):
         for symbol, p, r in zip("ABCD", p_day, r_day, strict=True):
-            rows.append({"trade_date": day, "symbol": symbol, "pred": p, "ret_1d_fwd": r})
+            rows.append({"trade_date": day, "symbol": symbol, "pred": p, "trade_ret": r})
     return pd.DataFrame(rows)
 
 
@@ -75,7 +75,7 @@ def test_costs_and_stress_windows() -> None:
     days = pd.bdate_range("2008-06-02", "2009-12-31").date
     frame = pd.DataFrame(
         [(d, s, rng.normal(), rng.normal(0, 0.02)) for d in days for s in "ABCDE"],
-        columns=["trade_date", "symbol", "pred", "ret_1d_fwd"],
+        columns=["trade_date", "symbol", "pred", "trade_ret"],
     )
     cheap, dear = backtest(frame, cost_bps=0).stats, backtest(frame, cost_bps=50).stats
     assert dear["annual_return"] < cheap["annual_return"]
@@ -85,3 +85,54 @@ def test_costs_and_stress_windows() -> None:
     assert set(stress) == {f"gfc_2008_09_cost_x{m}" for m in (1, 2, 5)}  # no 2020 data here
     returns = [stress[f"gfc_2008_09_cost_x{m}"]["annual_return"] for m in (1, 2, 5)]
     assert returns[0] > returns[1] > returns[2]
+
+
+def _planted_panel(n_symbols: int = 30, n_days: int = 400, seed: int = 11) -> pd.DataFrame:
+    """Daily closes of independent random walks, with fwd_ret_1d (close[t] -> close[t+1])
+    and trade_ret_1d (close[t+1] -> close[t+2]) computed from them as labels_daily does."""
+    rng = np.random.default_rng(seed)
+    days = pd.bdate_range("2020-01-01", periods=n_days).date
+    frames = []
+    for i in range(n_symbols):
+        close = 50 * np.cumprod(1 + rng.normal(0, 0.02, n_days))
+        frame = pd.DataFrame({"symbol": f"S{i:02d}", "trade_date": days, "close": close})
+        frame["fwd_ret_1d"] = frame["close"].shift(-1) / frame["close"] - 1
+        frame["trade_ret_1d"] = frame["close"].shift(-2) / frame["close"].shift(-1) - 1
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
+def _scored(frame: pd.DataFrame, pred: np.ndarray) -> pd.DataFrame:
+    from ml.data.dataset import Dataset, Panel
+    from ml.evaluation.walk_forward import scored_frame
+
+    panel = Panel(frame.assign(f=0.0), ["f"], "fwd_ret_1d", 1)
+    rows = np.flatnonzero(np.isfinite(panel.frame["trade_ret_1d"].to_numpy()))
+    dataset = Dataset(panel, {"test": rows}, panel.raw, [])
+    return scored_frame(dataset, pred[rows])
+
+
+def test_a_signal_that_pays_only_at_the_close_it_was_computed_on_earns_nothing() -> None:
+    # The planted score is tomorrow's close-to-close return itself: a book that could trade at
+    # the close its features were computed on would earn it; the next close cannot.
+    frame = _planted_panel()
+    scored = _scored(frame, frame["fwd_ret_1d"].to_numpy())
+    assert np.allclose(scored["trade_ret"], frame["trade_ret_1d"].dropna().to_numpy())
+
+    traded = portfolio_returns(scored, top_k=5, cost_bps=0)
+    excess = (traded["long"] - traded["benchmark"]).to_numpy()
+    stderr = excess.std(ddof=1) / np.sqrt(len(excess))
+    assert abs(excess.mean()) < 3 * stderr
+
+    # The same scores on the untradeable move: the planted signal is strong, so the check
+    # above is not one that could not fail.
+    same_close = portfolio_returns(scored.assign(trade_ret=scored["label"]), top_k=5, cost_bps=0)
+    assert (same_close["long"] - same_close["benchmark"]).mean() > 20 * stderr
+
+
+def test_without_trade_ret_1d_the_book_earns_each_symbols_next_day_move() -> None:
+    frame = _planted_panel(n_symbols=3, n_days=30)
+    from ml.evaluation.walk_forward import traded_returns
+
+    fallback = traded_returns(frame.drop(columns="trade_ret_1d"))
+    np.testing.assert_allclose(fallback, frame["trade_ret_1d"], equal_nan=True)
