@@ -137,13 +137,17 @@ def _log_evaluation(prepared: Prepared, best: str, chosen: WalkForwardResult) ->
     from ml.evaluation.plots import drawdown_figure, equity_figure, ic_figure, importance_figure
 
     seed, bt = prepared.config.seed, prepared.config.backtest
-    stress = stress_tests(chosen.scored, seed=seed, top_k=bt.top_k, cost_bps=bt.cost_bps)
+    stress = stress_tests(
+        chosen.scored, seed=seed, top_k=bt.top_k, cost_bps=bt.cost_bps, n_drop=bt.n_drop
+    )
     mlflow.log_metrics(_loggable({**chosen.metrics, **summarize(stress)}))
     mlflow.log_dict(stress, "walk_forward/stress_tests.json")
     mlflow.set_tag("best_model", best)
 
     scored = chosen.scored.dropna(subset=["pred"])
-    returns = backtest(scored, seed=seed, top_k=bt.top_k, cost_bps=bt.cost_bps).returns
+    returns = backtest(
+        scored, seed=seed, top_k=bt.top_k, cost_bps=bt.cost_bps, n_drop=bt.n_drop
+    ).returns
     _log_figure(equity_figure(returns, f"{best}: walk-forward equity vs equal-weight"),
                 "plots/equity_curve.png")  # fmt: skip
     _log_figure(drawdown_figure(returns, f"{best}: drawdown"), "plots/drawdown.png")

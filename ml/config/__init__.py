@@ -62,6 +62,9 @@ class WalkForwardConfig(_Strict):
 class BacktestConfig(_Strict):
     top_k: int = 2
     cost_bps: float = 10.0
+    # TopkDropout: hold top_k names, replace at most n_drop a day; None: rebuild the top k
+    # every day.
+    n_drop: int | None = Field(default=None, ge=0)
 
 
 class GateConfig(_Strict):

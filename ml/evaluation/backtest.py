@@ -34,12 +34,18 @@ class BacktestResult:
 
 
 def portfolio_returns(
-    scored: pd.DataFrame, top_k: int = 2, cost_bps: float = 10.0, ret_col: str = "trade_ret"
+    scored: pd.DataFrame,
+    top_k: int = 2,
+    cost_bps: float = 10.0,
+    ret_col: str = "trade_ret",
+    n_drop: int | None = None,
 ) -> pd.DataFrame:
     """Daily net returns of the top-k long and long/short books and of the benchmark.
 
     `scored` has trade_date, symbol, pred and `ret_col`: the return of a book formed on the
-    signal of trade_date (close[t+1] -> close[t+2])."""
+    signal of trade_date (close[t+1] -> close[t+2]). The long book is the top k of each day
+    (rebuilt daily), or with `n_drop` Qlib's TopkDropout (`topk_dropout`); the long/short
+    book is rebuilt daily."""
     frame = scored.dropna(subset=["pred", ret_col])
     prev_long: pd.Series = pd.Series(dtype=float)
     prev_ls: pd.Series = pd.Series(dtype=float)
@@ -53,8 +59,14 @@ def portfolio_returns(
             out.append((day, np.nan, np.nan, bench, 0.0, 0.0))
             continue
         order = today["pred"].sort_values(ascending=False, kind="mergesort")
-        long_w = pd.Series(1.0 / k, index=order.index[:k])
-        ls_w = pd.concat([long_w, pd.Series(-1.0 / k, index=order.index[-k:])])
+        if n_drop is None:
+            long_names = list(order.index[:k])
+        else:
+            long_names = topk_dropout(list(prev_long.index), order, k, n_drop)
+        long_w = pd.Series(1.0 / k, index=long_names)
+        ls_w = pd.concat(
+            [pd.Series(1.0 / k, index=order.index[:k]), pd.Series(-1.0 / k, index=order.index[-k:])]
+        )
         turn_long = _turnover(prev_long, long_w)
         turn_ls = _turnover(prev_ls, ls_w)
         cost = cost_bps / 1e4
@@ -67,6 +79,23 @@ def portfolio_returns(
         out,
         columns=["trade_date", "long", "long_short", "benchmark", "turnover", "turnover_ls"],
     ).set_index("trade_date")
+
+
+def topk_dropout(held: list[str], order: pd.Series, k: int, n_drop: int) -> list[str]:
+    """Qlib's TopkDropout: keep the k held names but sell the (at most) n_drop of them that
+    rank lowest among the held names and the best not-held candidates, and buy as many of
+    those candidates. `order`: today's scores, best first. A held name without a score today
+    is sold as well (it cannot be marked). Once the book is full, at most n_drop names are
+    sold and n_drop bought a day: turnover <= 2 n_drop / k.
+    """
+    scored = [name for name in held if name in order.index]
+    held_set = set(scored)
+    candidates = [name for name in order.index if name not in held_set]
+    candidates = candidates[: max(n_drop + k - len(scored), 0)]
+    combined = order.reindex(scored + candidates).sort_values(ascending=False, kind="mergesort")
+    worst = set(combined.index[len(combined) - n_drop :]) if n_drop > 0 else set()
+    keep = [name for name in scored if name not in worst]
+    return keep + candidates[: k - len(keep)]
 
 
 def _turnover(before: pd.Series, after: pd.Series) -> float:
@@ -137,11 +166,15 @@ def drawdown_curve(returns: pd.Series) -> pd.Series:
 
 
 def backtest(
-    scored: pd.DataFrame, top_k: int = 2, cost_bps: float = 10.0, seed: int = 0
+    scored: pd.DataFrame,
+    top_k: int = 2,
+    cost_bps: float = 10.0,
+    seed: int = 0,
+    n_drop: int | None = None,
 ) -> BacktestResult:
     """Portfolio returns and stats: `<stat>` for the top-k long book, `ls_<stat>` for
     long/short, `benchmark_<stat>` for the equal-weight universe, plus mean turnover."""
-    returns = portfolio_returns(scored, top_k=top_k, cost_bps=cost_bps)
+    returns = portfolio_returns(scored, top_k=top_k, cost_bps=cost_bps, n_drop=n_drop)
     stats: dict[str, float] = {}
     for prefix, col in (("", "long"), ("ls_", "long_short"), ("benchmark_", "benchmark")):
         for key, value in performance(returns[col], seed=seed).items():
@@ -152,7 +185,11 @@ def backtest(
 
 
 def stress_tests(
-    scored: pd.DataFrame, top_k: int = 2, cost_bps: float = 10.0, seed: int = 0
+    scored: pd.DataFrame,
+    top_k: int = 2,
+    cost_bps: float = 10.0,
+    seed: int = 0,
+    n_drop: int | None = None,
 ) -> dict[str, dict[str, float]]:
     """The backtest on each named crisis window the scores cover, at costs x1, x2 and x5."""
     out: dict[str, dict[str, float]] = {}
@@ -161,7 +198,7 @@ def stress_tests(
         if window["trade_date"].nunique() < 20:
             continue
         for mult in STRESS_COST_MULTIPLIERS:
-            stats = backtest(window, top_k, cost_bps * mult, seed).stats
+            stats = backtest(window, top_k, cost_bps * mult, seed, n_drop).stats
             keep = ("annual_return", "sharpe", "max_drawdown", "ls_annual_return", "ls_sharpe",
                     "benchmark_annual_return", "benchmark_sharpe", "benchmark_max_drawdown")  # fmt: skip
             out[f"{name}_cost_x{mult}"] = {k: stats[k] for k in keep}

@@ -14,6 +14,7 @@ from ml.evaluation.backtest import (
     performance,
     portfolio_returns,
     stress_tests,
+    topk_dropout,
 )
 
 D = [date(2024, 1, d) for d in (2, 3, 4)]
@@ -136,3 +137,35 @@ def test_without_trade_ret_1d_the_book_earns_each_symbols_next_day_move() -> Non
 
     fallback = traded_returns(frame.drop(columns="trade_ret_1d"))
     np.testing.assert_allclose(fallback, frame["trade_ret_1d"], equal_nan=True)
+
+
+def test_topk_dropout_turnover_never_exceeds_2n_over_k_and_zero_cost_is_the_gross_curve() -> None:
+    rng = np.random.default_rng(21)
+    days = pd.bdate_range("2022-01-03", periods=250).date
+    symbols = [f"S{i:02d}" for i in range(40)]
+    frame = pd.DataFrame(
+        [(d, s, rng.normal(), rng.normal(0, 0.02)) for d in days for s in symbols],
+        columns=["trade_date", "symbol", "pred", "trade_ret"],
+    )
+    k, n = 10, 2
+    net = portfolio_returns(frame, top_k=k, cost_bps=25, n_drop=n)
+    gross = portfolio_returns(frame, top_k=k, cost_bps=0, n_drop=n)
+    # Day one fills the book (turnover 1); after that at most n out and n in.
+    assert net["turnover"].iloc[0] == pytest.approx(1.0)
+    assert net["turnover"].iloc[1:].max() <= 2 * n / k + 1e-12
+    assert net["turnover"].iloc[1:].max() == pytest.approx(2 * n / k)  # random scores churn
+    np.testing.assert_allclose(
+        gross["long"], net["long"] + 25 / 1e4 * net["turnover"], rtol=0, atol=1e-15
+    )
+    daily = portfolio_returns(frame, top_k=k, cost_bps=0)
+    assert daily["turnover"].iloc[1:].mean() > 3 * net["turnover"].iloc[1:].mean()
+
+
+def test_topk_dropout_sells_the_lowest_ranked_held_names_for_the_best_candidates() -> None:
+    order = pd.Series({"A": 9.0, "E": 8.0, "B": 7.0, "F": 6.0, "C": 2.0, "D": 1.0})
+    # Held A, B, C, D; candidates E, F: the two lowest of all six (C, D) go, E and F come in.
+    assert topk_dropout(["A", "B", "C", "D"], order, k=4, n_drop=2) == ["A", "B", "E", "F"]
+    # A held name without a score today is sold too; the book refills to k from candidates.
+    assert topk_dropout(["A", "X"], order, k=2, n_drop=1) == ["A", "E"]
+    # n_drop 0: nothing is replaced once full.
+    assert topk_dropout(["C", "D"], order, k=2, n_drop=0) == ["C", "D"]
