@@ -173,12 +173,33 @@ def backtest(
     n_drop: int | None = None,
 ) -> BacktestResult:
     """Portfolio returns and stats: `<stat>` for the top-k long book, `ls_<stat>` for
-    long/short, `benchmark_<stat>` for the equal-weight universe, plus mean turnover."""
+    long/short, `benchmark_<stat>` for the equal-weight universe; the long book's excess
+    over the benchmark after costs (`excess_annual_return`, `excess_ir` with its bootstrap
+    interval `excess_ir_ci_low`/`_high`, `excess_max_drawdown`) and before
+    (`gross_excess_*`), `cost_drag` (annual cost of its turnover), and mean turnover."""
     returns = portfolio_returns(scored, top_k=top_k, cost_bps=cost_bps, n_drop=n_drop)
     stats: dict[str, float] = {}
     for prefix, col in (("", "long"), ("ls_", "long_short"), ("benchmark_", "benchmark")):
         for key, value in performance(returns[col], seed=seed).items():
             stats[f"{prefix}{key}"] = value
+    # Excess over the equal-weight benchmark, net and gross of costs: its Sharpe is the
+    # information ratio, with the same block-bootstrap interval.
+    cost = cost_bps / 1e4
+    excess = returns["long"] - returns["benchmark"]
+    gross_excess = excess + cost * returns["turnover"]
+    for prefix, series in (("excess_", excess), ("gross_excess_", gross_excess)):
+        for key, value in performance(series, seed=seed).items():
+            if key in (
+                "annual_return",
+                "sharpe",
+                "sharpe_ci_low",
+                "sharpe_ci_high",
+                "max_drawdown",
+            ):
+                stats[f"{prefix}{key.replace('sharpe', 'ir')}"] = value
+    stats["cost_drag"] = (
+        float(cost * returns["turnover"].mean() * TRADING_DAYS) if len(returns) else float("nan")
+    )
     stats["turnover"] = float(returns["turnover"].mean()) if len(returns) else float("nan")
     stats["ls_turnover"] = float(returns["turnover_ls"].mean()) if len(returns) else float("nan")
     return BacktestResult(returns=returns, stats=stats)

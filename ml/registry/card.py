@@ -28,7 +28,9 @@ TAG_METRICS = ("ic", "rank_ic", "icir", "rank_icir", "ic_tstat", "directional_ac
                "rmse", "mape", "sharpe", "sharpe_ci_low", "sharpe_ci_high", "sortino",
                "annual_return", "volatility", "max_drawdown", "calmar", "turnover",
                "ls_sharpe", "ls_annual_return", "benchmark_sharpe", "benchmark_annual_return",
-               "benchmark_max_drawdown", "coverage")  # fmt: skip
+               "benchmark_max_drawdown", "excess_annual_return", "excess_ir",
+               "excess_ir_ci_low", "excess_ir_ci_high", "gross_excess_annual_return",
+               "cost_drag", "coverage")  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -169,3 +169,30 @@ def test_topk_dropout_sells_the_lowest_ranked_held_names_for_the_best_candidates
     assert topk_dropout(["A", "X"], order, k=2, n_drop=1) == ["A", "E"]
     # n_drop 0: nothing is replaced once full.
     assert topk_dropout(["C", "D"], order, k=2, n_drop=0) == ["C", "D"]
+
+
+def test_excess_return_of_a_shuffled_signal_has_an_interval_that_covers_zero() -> None:
+    rng = np.random.default_rng(8)
+    days = pd.bdate_range("2019-01-02", periods=750).date
+    symbols = [f"S{i:02d}" for i in range(30)]
+    signal = rng.normal(size=(len(days), len(symbols)))
+    rets = 0.004 * signal + rng.normal(0, 0.02, signal.shape)
+    frame = pd.DataFrame(
+        {
+            "trade_date": np.repeat(days, len(symbols)),
+            "symbol": np.tile(symbols, len(days)),
+            "pred": signal.ravel(),
+            "trade_ret": rets.ravel(),
+        }
+    )
+    shuffled = frame.assign(pred=rng.permutation(frame["pred"].to_numpy()))
+
+    real = backtest(frame, top_k=5, cost_bps=5, seed=2).stats
+    noise = backtest(shuffled, top_k=5, cost_bps=5, seed=2).stats
+
+    # Before costs a shuffled signal's excess is noise; after costs its daily churn loses.
+    assert noise["gross_excess_ir_ci_low"] < 0 < noise["gross_excess_ir_ci_high"]
+    assert noise["excess_annual_return"] < noise["gross_excess_annual_return"]
+    assert real["excess_ir_ci_low"] > 0  # the real signal's interval does not cover zero
+    assert real["gross_excess_annual_return"] > real["excess_annual_return"]
+    assert real["cost_drag"] == pytest.approx(5 / 1e4 * real["turnover"] * 252)
