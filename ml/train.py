@@ -190,7 +190,7 @@ def train(
 
         # The registered model: the winner refitted on the most recent data.
         spec = config.models[best]
-        final = final_dataset(prepared)
+        final = final_dataset(prepared).with_label_processor(spec.label_processor)
         model = build_model(spec, seed=config.seed, runtime=prepared.runtime).fit(final)
         registered = register_challenger(
             client, model_name, best=best, spec=spec, model=model, final=final,

@@ -54,16 +54,18 @@ def validation_score(
 ) -> tuple[float, list[float]]:
     """Mean RankIC of `spec` on the folds' validation segments (fit on each fold's train)."""
     seed = prepared.config.seed
+    spec = as_spec(spec)
     scores: list[float] = []
     for fold in prepared.folds:
         dataset = fold_dataset(prepared.panel, fold, prepared.min_history,
                                prepared.config.processors)  # fmt: skip
         # Early stopping must not peek at the segment the trial is scored on.
         dataset = dataset.subset({"train": dataset.rows("train"), "score": dataset.rows("valid")})
+        dataset = dataset.with_label_processor(spec.label_processor)
         model = build_model(spec, seed=seed, runtime=prepared.runtime).fit(dataset)
         rows = dataset.rows("score")
         pred = model.predict_rows(dataset.X_all, rows)
-        label = dataset.panel.frame[dataset.label].to_numpy(dtype=float)[rows]
+        label = dataset.panel.frame[dataset.panel.label].to_numpy(dtype=float)[rows]
         scores.append(rank_ic_of(dataset.panel.dates[rows], pred, label))
         if report is not None:
             report(fold.index, float(np.mean(scores)))

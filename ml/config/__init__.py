@@ -35,6 +35,8 @@ class ModelSpec(_Strict):
 
     class_: str = Field(alias="class")
     kwargs: dict[str, Any] = Field(default_factory=dict)
+    # Fit on the label recast per day across symbols (ml/data/labels.py); None: the raw label.
+    label_processor: Literal["cs_zscore", "cs_rank"] | None = None
 
     @field_validator("kwargs", mode="before")
     @classmethod
@@ -43,7 +45,10 @@ class ModelSpec(_Strict):
 
     def as_dict(self) -> dict[str, Any]:
         """The spec as the YAML writes it (and as the registry's `model_spec` tag keeps it)."""
-        return {"class": self.class_, "kwargs": dict(self.kwargs)}
+        spec: dict[str, Any] = {"class": self.class_, "kwargs": dict(self.kwargs)}
+        if self.label_processor is not None:
+            spec["label_processor"] = self.label_processor
+        return spec
 
     def fingerprint(self) -> str:
         return json.dumps(self.as_dict(), sort_keys=True)

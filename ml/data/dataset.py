@@ -111,6 +111,8 @@ class Dataset:
     segments: dict[str, np.ndarray]
     X_all: np.ndarray  # processed features of every panel row
     processors: list[Processor]
+    # The column models fit on, when not the panel's label (ml/data/labels.py).
+    target: str | None = None
 
     @property
     def features(self) -> list[str]:
@@ -118,7 +120,17 @@ class Dataset:
 
     @property
     def label(self) -> str:
-        return self.panel.label
+        """The training target's column: the panel's label, or it processed per day."""
+        return self.target or self.panel.label
+
+    def with_label_processor(self, processor: str | None) -> Dataset:
+        """The same dataset with models fitting `processor`'s per-day recast of the label."""
+        if processor is None:
+            return self
+        from ml.data.labels import processed_label
+
+        target = processed_label(self.panel, processor)
+        return Dataset(self.panel, self.segments, self.X_all, self.processors, target)
 
     def rows(self, segment: str) -> np.ndarray:
         return self.segments[segment]
@@ -128,7 +140,7 @@ class Dataset:
         return rows
 
     def y(self, segment: str, label: str | None = None) -> np.ndarray:
-        col = self.panel.frame[label or self.panel.label].to_numpy(dtype=np.float64)
+        col = self.panel.frame[label or self.label].to_numpy(dtype=np.float64)
         return np.asarray(col[self.segments[segment]], dtype=np.float32)
 
     def keys(self, segment: str) -> pd.DataFrame:
@@ -140,7 +152,7 @@ class Dataset:
 
     def subset(self, segments: dict[str, np.ndarray]) -> Dataset:
         """The same processed panel with other segments (processors are not refitted)."""
-        return Dataset(self.panel, segments, self.X_all, self.processors)
+        return Dataset(self.panel, segments, self.X_all, self.processors, self.target)
 
 
 def make_dataset(

@@ -145,7 +145,8 @@ def scored_frame(dataset: Dataset, pred: np.ndarray, segment: str = "test") -> p
             "trade_date": frame["trade_date"].to_numpy()[rows],
             "symbol": frame["symbol"].to_numpy()[rows],
             "pred": pred,
-            "label": frame[dataset.label].to_numpy(dtype=float)[rows],
+            # Metrics use the raw label, whatever the model was fitted on.
+            "label": frame[dataset.panel.label].to_numpy(dtype=float)[rows],
             "trade_ret": traded.to_numpy(dtype=float)[rows],
         }
     )
@@ -178,7 +179,9 @@ def run_walk_forward(
     importance: dict[str, float] = {}
     eligible = 0
     for fold in folds:
-        dataset = fold_dataset(panel, fold, min_history, processors)
+        dataset = fold_dataset(panel, fold, min_history, processors).with_label_processor(
+            spec.label_processor
+        )
         if not len(dataset.rows("train")) or not len(dataset.rows("test")):
             raise ValueError(f"fold {fold.index} of {name} has an empty train or test segment")
         fold_spec = spec
