@@ -26,6 +26,7 @@ os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = (
 )
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = os.path.join(REPO_ROOT, "dags")
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__COSMOS__ENABLE_TELEMETRY"] = "False"
 os.environ["AIRFLOW__CORE__EXECUTOR"] = "LocalExecutor"
 os.environ["AIRFLOW__CORE__PARALLELISM"] = "2"
 os.environ["AIRFLOW__LOGGING__LOGGING_LEVEL"] = "INFO"

@@ -305,6 +305,7 @@ def test_airflow_components_share_one_configuration(services, compose_text):
         for setting in SHARED_AIRFLOW_SETTINGS:
             assert env.get(setting) == reference[setting], f"{name}: {setting} differs"
         assert env["AIRFLOW__CORE__LOAD_EXAMPLES"] == "False", name
+        assert env["AIRFLOW__COSMOS__ENABLE_TELEMETRY"] == "False", name  # no phoning home
     # The secrets come from .env, not from a literal in the file.
     raw_env = yaml.safe_load(compose_text)["x-airflow-env"]
     assert raw_env["AIRFLOW__API_AUTH__JWT_SECRET"].startswith("${AIRFLOW_JWT_SECRET:?")
