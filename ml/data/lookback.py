@@ -25,31 +25,32 @@ _LOOKBACK_SQL = sql.SQL(
     select latest.day, recent.*
     from latest
     left join lateral (
-        select symbol, trade_date, {columns}
-        from (
-            select f.symbol, f.trade_date, {f_columns},
-                   row_number() over (partition by f.symbol order by f.trade_date desc) as age
+        select last_rows.symbol, last_rows.trade_date, {columns}
+        from (select s.symbol from ({symbols}) as s where true {universe}) as chosen
+        cross join lateral (
+            select f.symbol, f.trade_date, {f_columns}
             from {table} f
-            where f.trade_date <= latest.day
-              {symbols}
-              {universe}
+            where f.symbol = chosen.symbol
+              and f.trade_date <= latest.day
               {bound}
-        ) as windowed
-        where age <= %(lookback)s
+            order by f.trade_date desc
+            limit %(lookback)s
+        ) as last_rows
     ) as recent on true
     order by recent.symbol, recent.trade_date
     """
 )
-_NAMED_SYMBOLS = sql.SQL("and f.symbol = any(%(symbols)s)")
+# Each symbol's rows come from the (symbol, trade_date) key's index, newest first, `lookback`
+# of them: the read costs the rows it returns, not the length of the history behind them.
+_NAMED_SYMBOLS = sql.SQL("select distinct unnest(%(symbols)s::text[]) as symbol")
 _SYMBOLS_OF_THE_DAY = sql.SQL(
-    "and f.symbol in (select symbol from {table} where trade_date = latest.day)"
+    "select symbol from {table} where trade_date = latest.day"
 ).format(table=FEATURES_TABLE)
 _IN_UNIVERSE = sql.SQL(
-    "and exists (select 1 from marts.universe_daily u where u.symbol = f.symbol"
+    "and exists (select 1 from marts.universe_daily u where u.symbol = s.symbol"
     " and u.trade_date = latest.day and u.in_universe)"
 )
 _BOUND = sql.SQL("and f.trade_date > latest.day - %(calendar_days)s")
-
 _QUERIES: dict[tuple[Any, ...], str] = {}
 
 
