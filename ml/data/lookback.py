@@ -43,9 +43,9 @@ _LOOKBACK_SQL = sql.SQL(
 # Each symbol's rows come from the (symbol, trade_date) key's index, newest first, `lookback`
 # of them: the read costs the rows it returns, not the length of the history behind them.
 _NAMED_SYMBOLS = sql.SQL("select distinct unnest(%(symbols)s::text[]) as symbol")
-_SYMBOLS_OF_THE_DAY = sql.SQL(
-    "select symbol from {table} where trade_date = latest.day"
-).format(table=FEATURES_TABLE)
+_SYMBOLS_OF_THE_DAY = sql.SQL("select symbol from {table} where trade_date = latest.day").format(
+    table=FEATURES_TABLE
+)
 _IN_UNIVERSE = sql.SQL(
     "and exists (select 1 from marts.universe_daily u where u.symbol = s.symbol"
     " and u.trade_date = latest.day and u.in_universe)"
