@@ -46,10 +46,7 @@ lint: setup ## ruff (lint + format check), mypy (strict on core/ and ml/), sqlfl
 	$(VENV)/bin/sqlfluff lint --disable-progress-bar dbt/models
 
 lock: ## re-pin requirements.txt from requirements.in
-	uv pip compile requirements.in --python 3.11 $(if $(wildcard $(WHEELS)),--find-links $(WHEELS)) --no-header -o requirements.txt
-	@# No machine path and no local build tag in the lock: `==2.13.0` takes a local +cpu wheel
-	@# where setup's --find-links offers one, and PyPI's build elsewhere.
-	sed -i -E 's/^(torch==[^+]+)\+[a-z0-9.]+$$/\1/' requirements.txt
+	uv pip compile requirements.in --python 3.11 --find-links $(WHEELS) --emit-find-links --no-header -o requirements.txt
 
 bench: setup ## run the benchmarks in bench/
 	@for f in bench/bench_*.py; do [ -e "$$f" ] && $(PY) $$f; done; true
