@@ -1,7 +1,8 @@
 """The champion seen from the API: its model card and, for on-demand scoring, the model itself.
 
 The card's fields come from `ml.registry.card`, the one reader of a version's metadata; the
-API adds what only it knows (links to the MLflow UI and to the equity curve). Nothing here imports MLflow until a route needs it. The registry alias is re-read at most
+API adds what only it knows (links to the MLflow UI, the equity curve and the tear sheet).
+Nothing here imports MLflow until a route needs it. The registry alias is re-read at most
 every `CHAMPION_CHECK_SECONDS`, by one request while the others go on with what they have, so
 scoring stays fast and a moved alias is noticed within a few seconds. A request holds on to
 the `Champion` it started with: a reload swaps the reference, it never mutates a model in use.
@@ -125,7 +126,13 @@ class ChampionRegistry:
 
         client = self.client()
         card = card_from_version(version, client.get_run(version.run_id))
+        from ml.registry.card import tear_sheet_dir, tear_sheet_path
+
         artifacts = {a.path for a in client.list_artifacts(card.run_id, "plots")}
+        tear_sheet = tear_sheet_path(card.model) if card.model else None
+        if card.model:
+            artifacts |= {a.path for a in client.list_artifacts(card.run_id,
+                                                                tear_sheet_dir(card.model))}  # fmt: skip
         run_url = None
         base = self.ui or (self.tracking_uri if self.tracking_uri.startswith("http") else "")
         if base and card.experiment_id is not None:
@@ -147,23 +154,38 @@ class ChampionRegistry:
             "equity_curve_url": (
                 "/api/v1/models/champion/equity_curve.png" if EQUITY_CURVE in artifacts else None
             ),
+            "tear_sheet_url": (
+                "/api/v1/models/champion/tear_sheet.html" if tear_sheet in artifacts else None
+            ),
         }
 
     def equity_curve(self) -> Path | None:
         card = self.card()
         if card is None or card["equity_curve_url"] is None:
             return None
-        path = Path(self.cache_dir, self.model_name, str(card["version"]), EQUITY_CURVE)
+        return self._artifact(card, EQUITY_CURVE)
+
+    def tear_sheet(self) -> Path | None:
+        card = self.card()
+        if card is None or card["tear_sheet_url"] is None:
+            return None
+        from ml.registry.card import tear_sheet_path
+
+        return self._artifact(card, tear_sheet_path(card["model"]))
+
+    def _artifact(self, card: dict[str, Any], artifact: str) -> Path:
+        """A local copy of one of the champion's run artifacts (downloaded once a version)."""
+        path = Path(self.cache_dir, self.model_name, str(card["version"]), artifact)
         if not path.is_file():
             import shutil
             import tempfile
 
             path.parent.mkdir(parents=True, exist_ok=True)
             with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
-                local = self.client().download_artifacts(card["run_id"], EQUITY_CURVE, tmp)
+                local = self.client().download_artifacts(card["run_id"], artifact, tmp)
                 # Another worker may download the same file: the rename makes either one win whole.
-                shutil.move(local, tmp + "/ready.png")
-                Path(tmp, "ready.png").replace(path)
+                shutil.move(local, tmp + "/ready")
+                Path(tmp, "ready").replace(path)
         return path
 
 
@@ -220,6 +242,19 @@ def equity_curve_response() -> Response:
     if path is None:
         abort(404, description="the champion has no equity curve")
     return send_file(path, mimetype="image/png", max_age=3600)
+
+
+def tear_sheet_response() -> Response:
+    """The champion's tear sheet, a static HTML page (404 JSON when it has none). Served with a
+    policy that lets it show its inline styles and images and nothing else."""
+    path = _guard("tear sheet", lambda: registry().tear_sheet())
+    if path is None:
+        abort(404, description="the champion has no tear sheet")
+    response = send_file(path, mimetype="text/html", max_age=3600)
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'none'; img-src data:; style-src 'unsafe-inline'; font-src data:"
+    )
+    return response
 
 
 def score_symbols(conn: Any, symbols: list[str]) -> dict[str, Any]:

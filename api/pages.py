@@ -49,3 +49,8 @@ def home() -> str:
 @bp.get("/equity_curve.png")
 def equity_curve() -> Response:
     return champion.equity_curve_response()
+
+
+@bp.get("/tear_sheet.html")
+def tear_sheet() -> Response:
+    return champion.tear_sheet_response()

@@ -262,6 +262,7 @@ class ModelCardSchema(Schema):
     registered_at = fields.String(allow_none=True)
     mlflow_run_url = fields.String(allow_none=True)
     equity_curve_url = fields.String(allow_none=True)
+    tear_sheet_url = fields.String(allow_none=True)
 
 
 class ScoreSchema(Schema):

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ from ml.evaluation.leakage import check_leakage
 from ml.evaluation.walk_forward import WalkForwardResult, run_walk_forward
 from ml.models import build_model
 from ml.prepare import Prepared, final_dataset, prepare
+from ml.registry.card import tear_sheet_dir
 from ml.registry.gate import gate, promote, select_challenger
 from ml.registry.register import register_challenger
 from ml.registry.tracking import configure, ensure_experiment
@@ -137,17 +138,13 @@ def _log_evaluation(prepared: Prepared, best: str, chosen: WalkForwardResult) ->
     from ml.evaluation.plots import drawdown_figure, equity_figure, ic_figure, importance_figure
 
     seed, bt = prepared.config.seed, prepared.config.backtest
-    stress = stress_tests(
-        chosen.scored, seed=seed, top_k=bt.top_k, cost_bps=bt.cost_bps, n_drop=bt.n_drop
-    )
+    stress = stress_tests(chosen.scored, bt, seed=seed)
     mlflow.log_metrics(_loggable({**chosen.metrics, **summarize(stress)}))
     mlflow.log_dict(stress, "walk_forward/stress_tests.json")
     mlflow.set_tag("best_model", best)
 
     scored = chosen.scored.dropna(subset=["pred"])
-    returns = backtest(
-        scored, seed=seed, top_k=bt.top_k, cost_bps=bt.cost_bps, n_drop=bt.n_drop
-    ).returns
+    returns = backtest(scored, bt, seed=seed).returns
     _log_figure(equity_figure(returns, f"{best}: walk-forward equity vs equal-weight"),
                 "plots/equity_curve.png")  # fmt: skip
     _log_figure(drawdown_figure(returns, f"{best}: drawdown"), "plots/drawdown.png")
@@ -155,6 +152,25 @@ def _log_evaluation(prepared: Prepared, best: str, chosen: WalkForwardResult) ->
     if chosen.importance:
         _log_figure(importance_figure(chosen.importance, f"{best}: feature importance"),
                     "plots/feature_importance.png")  # fmt: skip
+
+
+def log_tear_sheets(prepared: Prepared, results: Mapping[str, WalkForwardResult]) -> None:
+    """Each candidate's tear sheet (HTML and PNGs) at `tearsheets/<name>/` of the run."""
+    import tempfile
+
+    import mlflow
+
+    from ml.evaluation.tearsheet import write_tear_sheet
+
+    seed, bt = prepared.config.seed, prepared.config.backtest
+    for name, result in results.items():
+        scored = result.scored.dropna(subset=["pred"])
+        if scored.empty:
+            continue
+        backtested = backtest(scored, bt, seed=seed)
+        with tempfile.TemporaryDirectory(prefix="mf_tearsheet_") as tmp:
+            write_tear_sheet(scored, backtested, bt, name, Path(tmp))
+            mlflow.log_artifacts(tmp, tear_sheet_dir(name))
 
 
 def train(
@@ -187,6 +203,7 @@ def train(
         best = select_challenger(results, config.selection, min_coverage)
         chosen = results[best]
         _log_evaluation(prepared, best, chosen)
+        log_tear_sheets(prepared, results)
 
         # The registered model: the winner refitted on the most recent data.
         spec = config.models[best]

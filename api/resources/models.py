@@ -1,4 +1,4 @@
-"""`/api/v1/models/champion`: the champion's model card and its equity curve."""
+"""`/api/v1/models/champion`: the champion's model card, its equity curve and tear sheet."""
 
 from __future__ import annotations
 
@@ -31,3 +31,12 @@ def champion_card() -> Response:
 def champion_equity_curve() -> Response:
     """The champion's walk-forward equity curve"""
     return champion.equity_curve_response()
+
+
+@blp.get("/champion/tear_sheet.html")
+@blp.response(200, {"type": "string"}, content_type="text/html")
+@documents_errors(blp, 401, 404, 503)
+def champion_tear_sheet() -> Response:
+    """The champion's tear sheet: its strategy's returns with and without costs against the
+    benchmarks, IC by month, score quintiles (a static HTML page)"""
+    return champion.tear_sheet_response()

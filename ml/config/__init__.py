@@ -13,7 +13,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 DEFAULT_CONFIG = Path(__file__).parent / "models.yaml"
 DEFAULT_LABEL = "fwd_ret_5d"
@@ -65,16 +72,87 @@ class WalkForwardConfig(_Strict):
 
 
 class BacktestConfig(_Strict):
-    top_k: int = 2
-    cost_bps: float = 10.0
+    """The strategy the backtest, the tear sheet and the gate judge a model by.
+
+    strategy: `topk` (equal weights on the k best scores), `topk_dropout` (Qlib's TopkDropout:
+    hold k, replace at most n_drop a day) or `long_short` (k best long, k worst short).
+    """
+
+    strategy: Literal["topk", "topk_dropout", "long_short"] | None = None  # default: n_drop
+    top_k: int = Field(default=2, ge=1)
     # TopkDropout: hold top_k names, replace at most n_drop a day; None: rebuild the top k
     # every day.
     n_drop: int | None = Field(default=None, ge=0)
+    rebalance_days: int = Field(default=1, ge=1)  # trade every N days, hold in between
+    score_halflife: float | None = Field(default=None, gt=0)  # EWMA of each symbol's score
+    cost_bps: float = Field(default=10.0, ge=0)  # per side, unless buy/sell costs are set
+    buy_cost_bps: float | None = Field(default=None, ge=0)
+    sell_cost_bps: float | None = Field(default=None, ge=0)
+    min_cost: float = Field(default=0.0, ge=0)  # per trade, in currency, on `capital`
+    capital: float = Field(default=1_000_000.0, gt=0)
+    max_names_traded: int | None = Field(default=None, ge=1)  # buys and sells a day, each
+    benchmark_symbol: str | None = None  # a second benchmark: a symbol of the data
+
+    @model_validator(mode="after")
+    def _consistent(self) -> BacktestConfig:
+        if self.strategy == "topk_dropout" and self.n_drop is None:
+            raise ValueError("strategy topk_dropout needs n_drop (names replaced a day)")
+        if self.strategy in ("topk", "long_short") and self.n_drop is not None:
+            raise ValueError(f"n_drop is a topk_dropout option, not one of {self.strategy}")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return self.strategy or ("topk" if self.n_drop is None else "topk_dropout")
+
+    @property
+    def buy_bps(self) -> float:
+        return self.cost_bps if self.buy_cost_bps is None else self.buy_cost_bps
+
+    @property
+    def sell_bps(self) -> float:
+        return self.cost_bps if self.sell_cost_bps is None else self.sell_cost_bps
+
+    def scaled_costs(self, factor: float) -> BacktestConfig:
+        """The same strategy at `factor` times its costs (stress tests)."""
+        return self.model_copy(
+            update={
+                "cost_bps": self.cost_bps * factor,
+                "buy_cost_bps": None if self.buy_cost_bps is None else self.buy_cost_bps * factor,
+                "sell_cost_bps": None
+                if self.sell_cost_bps is None
+                else self.sell_cost_bps * factor,
+                "min_cost": self.min_cost * factor,
+            }
+        )
+
+    def describe(self) -> str:
+        """One line for reports: `TopkDropout(50, 5), 5/15 bps, daily`."""
+        name = {
+            "topk": f"Top{self.top_k}",
+            "topk_dropout": f"TopkDropout({self.top_k}, {self.n_drop or 0})",
+            "long_short": f"LongShort({self.top_k})",
+        }[self.kind]
+        costs = (
+            f"{self.buy_bps:g} bps a side"
+            if self.buy_bps == self.sell_bps
+            else f"{self.buy_bps:g}/{self.sell_bps:g} bps buy/sell"
+        )
+        every = "daily" if self.rebalance_days == 1 else f"every {self.rebalance_days} days"
+        extra = [f"score half-life {self.score_halflife:g} d"] if self.score_halflife else []
+        extra += [f"min cost {self.min_cost:g}"] if self.min_cost else []
+        extra += [f"<= {self.max_names_traded} names/side/day"] if self.max_names_traded else []
+        return ", ".join([name, costs, every, *extra])
 
 
 class GateConfig(_Strict):
     metric: str = DEFAULT_GATE_METRIC
     min_coverage: float = 0.9
+    # Besides `metric`: the configured strategy's excess annual return over the equal-weight
+    # benchmark, after costs, must exceed this (None: not required); with `excess_ci`, the
+    # low end of its 95% block-bootstrap interval must.
+    min_excess_return: float | None = None
+    excess_ci: bool = False
 
 
 class TrainingConfig(_Strict):

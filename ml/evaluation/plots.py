@@ -23,11 +23,17 @@ def equity_figure(returns: pd.DataFrame, title: str) -> Any:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(9, 4))
     index = pd.to_datetime(returns.index)
-    for col, style in (("long", "-"), ("long_short", "--"), ("benchmark", ":")):
-        ax.plot(index, (1 + returns[col].fillna(0)).cumprod().to_numpy(), style, label=col)
+    lines = [("book", "-", "book, net of costs"), ("gross", "-", "book, before costs"),
+             ("long_short", "--", "long/short spread"), ("benchmark", ":", "equal-weight"),
+             ("benchmark2", "-.", "second benchmark")]  # fmt: skip
+    for col, style, label in lines:
+        if col in returns:
+            alpha = 0.5 if col == "gross" else 1.0
+            equity = (1 + returns[col].fillna(0)).cumprod().to_numpy()
+            ax.plot(index, equity, style, label=label, alpha=alpha)
     ax.set_yscale("log")
     ax.set_title(title)
-    ax.set_ylabel("growth of 1 (net of costs)")
+    ax.set_ylabel("growth of 1")
     ax.legend()
     fig.tight_layout()
     return fig
@@ -37,7 +43,7 @@ def drawdown_figure(returns: pd.DataFrame, title: str) -> Any:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(9, 3))
     index = pd.to_datetime(returns.index)
-    for col in ("long", "benchmark"):
+    for col in ("book", "benchmark"):
         ax.fill_between(index, drawdown_curve(returns[col]).to_numpy(), 0, alpha=0.4, label=col)
     ax.set_title(title)
     ax.set_ylabel("drawdown")

@@ -217,24 +217,18 @@ def run_walk_forward(
     scored_all = pd.concat(pieces, ignore_index=True)
     result = WalkForwardResult(name, scored_all, fold_metrics, importance=importance or None,
                                eligible_rows=eligible)  # fmt: skip
-    result.metrics = evaluate(
-        scored_all, seed=seed, top_k=bt.top_k, cost_bps=bt.cost_bps, n_drop=bt.n_drop
-    )
+    result.metrics = evaluate(scored_all, seed=seed, strategy=bt)
     result.metrics["coverage"] = result.coverage
     return result
 
 
 def evaluate(
-    scored: pd.DataFrame,
-    seed: int = 0,
-    top_k: int = 2,
-    cost_bps: float = 10.0,
-    n_drop: int | None = None,
+    scored: pd.DataFrame, seed: int = 0, strategy: BacktestConfig | None = None
 ) -> dict[str, float]:
-    """Signal metrics and backtest stats of pooled out-of-sample predictions."""
+    """Signal metrics and backtest stats (of `strategy`) of pooled out-of-sample predictions."""
     clean = scored.dropna(subset=["pred", "label"])
     metrics = signal_metrics(clean)
-    metrics.update(backtest(clean, top_k=top_k, cost_bps=cost_bps, seed=seed, n_drop=n_drop).stats)
+    metrics.update(backtest(clean, strategy, seed=seed).stats)
     return metrics
 
 

@@ -29,8 +29,19 @@ TAG_METRICS = ("ic", "rank_ic", "icir", "rank_icir", "ic_tstat", "directional_ac
                "annual_return", "volatility", "max_drawdown", "calmar", "turnover",
                "ls_sharpe", "ls_annual_return", "benchmark_sharpe", "benchmark_annual_return",
                "benchmark_max_drawdown", "excess_annual_return", "excess_ir",
-               "excess_ir_ci_low", "excess_ir_ci_high", "gross_excess_annual_return",
-               "cost_drag", "coverage")  # fmt: skip
+               "excess_ir_ci_low", "excess_ir_ci_high", "excess_annual_return_ci_low",
+               "excess_annual_return_ci_high", "excess_max_drawdown", "gross_annual_return",
+               "gross_excess_annual_return", "gross_excess_ir", "excess2_annual_return",
+               "excess2_ir", "cost_drag", "coverage")  # fmt: skip
+
+
+def tear_sheet_dir(model: str) -> str:
+    """Where a training run keeps candidate `model`'s tear sheet (HTML and PNGs)."""
+    return f"tearsheets/{model}"
+
+
+def tear_sheet_path(model: str) -> str:
+    return f"{tear_sheet_dir(model)}/tearsheet.html"
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from core.settings import Settings
-from ml.config import ModelSpec
+from ml.config import GateConfig, ModelSpec
 from ml.evaluation.walk_forward import WalkForwardResult, run_walk_forward
 from ml.models import model_lookback
 from ml.prepare import Prepared
@@ -47,6 +47,26 @@ def sanity_failures(result: WalkForwardResult, min_coverage: float) -> list[str]
     return failures
 
 
+def excess_failure(metrics: dict[str, float], config: GateConfig) -> str:
+    """Why the strategy's after-cost excess return does not clear the gate ("" when it does,
+    or when the gate does not ask)."""
+    if config.min_excess_return is None:
+        return ""
+    value = metrics.get("excess_annual_return", float("nan"))
+    low = metrics.get("excess_annual_return_ci_low", float("nan"))
+    judged, what = (low, "the low end of its 95% interval") if config.excess_ci else (value, "it")
+    if math.isfinite(judged) and judged > config.min_excess_return:
+        return ""
+    return f"{excess_summary(metrics)}: {what} is not above {config.min_excess_return:.2%}"
+
+
+def excess_summary(metrics: dict[str, float]) -> str:
+    value = metrics.get("excess_annual_return", float("nan"))
+    low = metrics.get("excess_annual_return_ci_low", float("nan"))
+    high = metrics.get("excess_annual_return_ci_high", float("nan"))
+    return f"after-cost excess return {value:.2%} a year (95% CI {low:.2%} .. {high:.2%})"
+
+
 def select_challenger(
     results: dict[str, WalkForwardResult], metric: str, min_coverage: float
 ) -> str:
@@ -69,11 +89,30 @@ def gate(
     min_coverage: float,
 ) -> GateDecision:
     """Whether the challenger replaces the champion, compared on the same walk-forward folds."""
+    decision = _decide(client, settings, prepared, challenger, metric, min_coverage)
+    if decision.promoted:
+        # The strategy's after-cost excess and its interval go with every promotion.
+        excess = excess_summary(challenger.metrics)
+        return GateDecision(True, f"{decision.reason}; {excess}", decision.champion_version)
+    return decision
+
+
+def _decide(
+    client: Any,
+    settings: Settings,
+    prepared: Prepared,
+    challenger: WalkForwardResult,
+    metric: str,
+    min_coverage: float,
+) -> GateDecision:
     failures = sanity_failures(challenger, min_coverage)
     current = champion_version(client, settings.mlflow.model_name)
     champ = "" if current is None else str(current.version)
     if failures:
         return GateDecision(False, f"challenger failed sanity checks: {'; '.join(failures)}", champ)
+    short = excess_failure(challenger.metrics, prepared.config.gate)
+    if short:
+        return GateDecision(False, f"challenger not promoted: {short}", champ)
     if current is None:
         return GateDecision(True, "no champion yet: challenger promoted", champ)
     card = card_from_version(current)

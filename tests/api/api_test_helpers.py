@@ -83,6 +83,13 @@ def keyed_client(app: Flask, key: str) -> FlaskClient:
 FIXTURE_MODEL = Path(__file__).with_name("fixture_model.py")
 
 
+# A stand-in for a training run's tear sheet (ml/evaluation/tearsheet.py writes the real one).
+TEAR_SHEET = (
+    b"<!DOCTYPE html><html><head><title>ridge tear sheet</title></head><body>"
+    b"<h1 id='sheet'>ridge</h1></body></html>"
+)
+
+
 def register_model(
     tracking_uri: str,
     artifact_dir: Path,
@@ -94,6 +101,7 @@ def register_model(
     tags: dict[str, str] | None = None,
     params: dict[str, str] | None = None,
     equity_curve: bytes | None = None,
+    tear_sheet: bytes | None = None,
     champion: bool = True,
 ) -> str:
     """Log and register tests/api/fixture_model.py; returns the new version (made @champion)."""
@@ -125,6 +133,12 @@ def register_model(
             local.mkdir(parents=True)
             (local / "equity_curve.png").write_bytes(equity_curve)
             mlflow.log_artifact(str(local / "equity_curve.png"), "plots")
+        if tear_sheet is not None:
+            local = artifact_dir / f"upload_sheet_{run.info.run_id}"
+            local.mkdir(parents=True)
+            (local / "tearsheet.html").write_bytes(tear_sheet)
+            mlflow.log_artifact(str(local / "tearsheet.html"),
+                                f"tearsheets/{(tags or {})['model']}")  # fmt: skip
     version = str(info.registered_model_version)
     all_tags = {"features": ",".join(features), "lookback": str(lookback), **(tags or {})}
     for key, value in all_tags.items():
@@ -250,5 +264,6 @@ def seed_demo(
             "metric.sharpe": "1.3",
         },
         equity_curve=tiny_png(),
+        tear_sheet=TEAR_SHEET,
     )
     return {"symbols": symbols, "days": days, "version": version, "drift_run_id": run_id}

@@ -17,7 +17,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from psycopg2.extras import execute_values
 
-from tests.api.api_test_helpers import keyed_client, register_model
+from tests.api.api_test_helpers import TEAR_SHEET, keyed_client, register_model
 
 FEATURES = ["ret_1d", "vol_20d"]
 SYMBOLS = ["AAPL", "MSFT", "NVDA"]
@@ -128,6 +128,9 @@ def test_model_card_shows_the_tags_that_exist(
     assert card["mlflow_run_url"].endswith(f"/runs/{card['run_id']}")
     assert card["equity_curve_url"] is None
     assert scoring_client.get("/api/v1/models/champion/equity_curve.png").status_code == 404
+    assert card["tear_sheet_url"] is None
+    missing = scoring_client.get("/api/v1/models/champion/tear_sheet.html")
+    assert missing.status_code == 404 and missing.is_json
 
 
 def test_model_card_with_the_full_contract_and_equity_curve(
@@ -146,7 +149,7 @@ def test_model_card_with_the_full_contract_and_equity_curve(
         "metric.max_drawdown": "-0.2",
     }
     register(registry, [1.0, 1.0], tags=tags, params={"train_start": "1999-01-01"},
-             equity_curve=PNG)  # fmt: skip
+             equity_curve=PNG, tear_sheet=TEAR_SHEET)  # fmt: skip
     card = scoring_client.get("/api/v1/models/champion").get_json()
     assert card["label"] == "fwd_ret_5d" and card["label_horizon"] == 5
     assert card["trained_window"] == {"start": "2015-01-02", "end": "2020-12-31"}  # tag wins
@@ -158,6 +161,12 @@ def test_model_card_with_the_full_contract_and_equity_curve(
     assert response.data == PNG
     cached = registry["data_dir"] / "api_cache" / registry["name"] / card["version"] / "plots"
     assert (cached / "equity_curve.png").read_bytes() == PNG
+    # The tear sheet of the card's model, as a static page that may run nothing.
+    assert card["tear_sheet_url"] == "/api/v1/models/champion/tear_sheet.html"
+    sheet = scoring_client.get(card["tear_sheet_url"])
+    assert sheet.status_code == 200 and sheet.mimetype == "text/html"
+    assert sheet.data == TEAR_SHEET
+    assert "default-src 'none'" in sheet.headers["Content-Security-Policy"]
 
 
 def test_score_returns_the_champions_scores_on_the_latest_date(

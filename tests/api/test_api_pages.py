@@ -100,6 +100,10 @@ def test_home_page_shows_signals_champion_and_drift(served: dict, browser: Any) 
     image = page.locator("#equity-curve")
     image.wait_for()
     assert page.evaluate("document.getElementById('equity-curve').naturalWidth") == 120
+    with page.expect_navigation():
+        page.locator("#tear-sheet").click()
+    assert page.locator("#sheet").inner_text() == "ridge"  # the champion's tear sheet
+    page.go_back()
 
     drift = page.locator("#drift").inner_text()
     assert "Drift detected" in drift and "1 of 2 features drifted (50%)" in drift

@@ -10,7 +10,7 @@ import yaml
 from ml.config import DEFAULT_CONFIG, ConfigError, TrainingConfig, load_config
 
 
-@pytest.mark.parametrize("name", ["models.yaml", "full.yaml"])
+@pytest.mark.parametrize("name", ["models.yaml", "full.yaml", "leaderboard.yaml"])
 def test_the_shipped_configs_validate(name: str) -> None:
     config = load_config(DEFAULT_CONFIG.parent / name)
 
@@ -46,6 +46,26 @@ def test_a_bad_value_names_its_path_and_an_empty_zoo_is_refused(tmp_path: Path) 
     path.write_text(yaml.safe_dump({**raw, "models": {}}))
     with pytest.raises(ConfigError, match="models: Value error, no models configured"):
         load_config(path)
+
+
+def test_a_strategy_is_validated_and_described(tmp_path: Path) -> None:
+    raw = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    path = tmp_path / "strategy.yaml"
+    for backtest, problem in (
+        ({"strategy": "topk_dropout", "top_k": 5}, "topk_dropout needs n_drop"),
+        ({"strategy": "long_short", "n_drop": 2}, "n_drop is a topk_dropout option"),
+        ({"rebalance_days": 0}, r"backtest\.rebalance_days: Input should be greater than"),
+        ({"sell_cost_bps": -1}, r"backtest\.sell_cost_bps: Input should be greater than"),
+    ):
+        path.write_text(yaml.safe_dump({**raw, "backtest": backtest}))
+        with pytest.raises(ConfigError, match=problem):
+            load_config(path)
+
+    board = load_config(DEFAULT_CONFIG.parent / "leaderboard.yaml").backtest
+    assert board.describe() == "TopkDropout(50, 5), 5/15 bps buy/sell, daily"
+    assert (board.buy_bps, board.sell_bps, board.kind) == (5, 15, "topk_dropout")
+    stressed = board.scaled_costs(2)
+    assert (stressed.buy_bps, stressed.sell_bps, stressed.top_k) == (10, 30, 50)
 
 
 def test_a_model_spec_keeps_the_yaml_shape() -> None:

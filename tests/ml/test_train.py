@@ -42,7 +42,13 @@ def test_first_training_walks_forward_registers_with_tags_and_becomes_champion(
 
     name = ml_settings.mlflow.model_name
     assert (result.model_name, result.version, result.champion_version) == (name, "1", "1")
-    assert result.promoted and result.reason == "no champion yet: challenger promoted"
+    assert result.promoted
+    excess = result.metrics["excess_annual_return"]
+    low, high = (result.metrics[f"excess_annual_return_ci_{end}"] for end in ("low", "high"))
+    assert result.reason == (
+        f"no champion yet: challenger promoted; after-cost excess return {excess:.2%} a year "
+        f"(95% CI {low:.2%} .. {high:.2%})"
+    )
     for alias in (CHAMPION, CHALLENGER):
         version = mlflow_client.get_model_version_by_alias(name, alias)
         assert (str(version.version), version.run_id) == ("1", result.run_id)
@@ -103,6 +109,16 @@ def test_first_training_walks_forward_registers_with_tags_and_becomes_champion(
         png = Path(mlflow_client.download_artifacts(result.run_id, f"plots/{plot}.png",
                                                     str(tmp_path)))  # fmt: skip
         assert png.read_bytes().startswith(b"\x89PNG")
+    # A tear sheet per candidate: one static HTML page and its PNGs.
+    for candidate in TINY_CONFIG["models"]:
+        sheet = {a.path for a in mlflow_client.list_artifacts(result.run_id,
+                                                              f"tearsheets/{candidate}")}  # fmt: skip
+        assert {f"tearsheets/{candidate}/{f}" for f in
+                ("tearsheet.html", "equity.png", "quantiles.png", "monthly_ic.png")} == sheet  # fmt: skip
+    page = Path(mlflow_client.download_artifacts(
+        result.run_id, f"tearsheets/{result.best_model}/tearsheet.html", str(tmp_path)
+    )).read_text()  # fmt: skip
+    assert f"{result.metrics['excess_annual_return']:.2%}" in page
     assert mlflow_client.list_artifacts(result.run_id, "config")[0].path == "config/features.txt"
     run = mlflow_client.get_run(result.run_id)
     assert run.data.tags["promoted"] == "True"
@@ -153,6 +169,37 @@ def test_on_other_folds_the_gate_reruns_the_champions_config_on_the_new_folds(
     # The same ridge on the (different) folds: the re-run champion ties, and is kept.
     assert "(champion's config re-run on these folds): champion kept" in second.reason
     assert not second.promoted
+
+
+def test_the_gate_can_require_an_after_cost_excess_return_and_reports_its_interval(
+    market_url: str, ml_settings: Settings, mlflow_client, tiny_config
+) -> None:
+    ridge_only = {"ridge": TINY_CONFIG["models"]["ridge"]}
+    # An excess of 1000 % a year after costs: no model clears it, so nothing is promoted,
+    # not even a first champion, and the reason gives the measured excess with its interval.
+    demanding = {**TINY_CONFIG["gate"], "min_excess_return": 10.0}
+    result = train(market_url, ml_settings, tiny_config(models=ridge_only, gate=demanding))
+
+    assert not result.promoted and result.champion_version == ""
+    excess = result.metrics["excess_annual_return"]
+    assert result.reason.startswith(
+        f"challenger not promoted: after-cost excess return {excess:.2%} a year (95% CI "
+    )
+    assert result.reason.endswith("it is not above 1000.00%")
+    with pytest.raises(Exception, match="alias"):
+        mlflow_client.get_model_version_by_alias(ml_settings.mlflow.model_name, CHAMPION)
+
+    # Judged on the low end of the interval, a threshold just under the estimate still fails
+    # when the interval reaches below it.
+    low = result.metrics["excess_annual_return_ci_low"]
+    assert low < excess
+    between = {**TINY_CONFIG["gate"], "min_excess_return": (low + excess) / 2}
+    point = train(market_url, ml_settings, tiny_config(models=ridge_only, gate=between))
+    assert point.promoted and "after-cost excess return" in point.reason
+    strict = {**between, "excess_ci": True}
+    interval = train(market_url, ml_settings, tiny_config(models=ridge_only, gate=strict))
+    assert not interval.promoted
+    assert "the low end of its 95% interval is not above" in interval.reason
 
 
 def test_sanity_checks_reject_constant_nan_and_thin_scores() -> None:

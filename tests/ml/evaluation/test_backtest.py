@@ -39,7 +39,7 @@ def test_top_k_books_earn_their_names_returns_net_of_turnover_costs() -> None:
     cost = 10 / 1e4
     # Day 1: buy A, B (turnover 1.0); day 2: hold (0); day 3: swap to C, D (turnover 2.0).
     assert out["turnover"].tolist() == [1.0, 0.0, 2.0]
-    assert out["long"].tolist() == pytest.approx([0.015 - cost, 0.02, 0.03 - 2 * cost])
+    assert out["book"].tolist() == pytest.approx([0.015 - cost, 0.02, 0.03 - 2 * cost])
     # Long/short: +A +B -C -D, gross 2; on day 3 it flips completely (turnover 4).
     assert out["turnover_ls"].tolist() == [2.0, 0.0, 4.0]
     assert out["long_short"].iloc[0] == pytest.approx(0.015 - (-0.005) - 2 * cost)
@@ -121,14 +121,14 @@ def test_a_signal_that_pays_only_at_the_close_it_was_computed_on_earns_nothing()
     assert np.allclose(scored["trade_ret"], frame["trade_ret_1d"].dropna().to_numpy())
 
     traded = portfolio_returns(scored, top_k=5, cost_bps=0)
-    excess = (traded["long"] - traded["benchmark"]).to_numpy()
+    excess = (traded["book"] - traded["benchmark"]).to_numpy()
     stderr = excess.std(ddof=1) / np.sqrt(len(excess))
     assert abs(excess.mean()) < 3 * stderr
 
     # The same scores on the untradeable move: the planted signal is strong, so the check
     # above is not one that could not fail.
     same_close = portfolio_returns(scored.assign(trade_ret=scored["label"]), top_k=5, cost_bps=0)
-    assert (same_close["long"] - same_close["benchmark"]).mean() > 20 * stderr
+    assert (same_close["book"] - same_close["benchmark"]).mean() > 20 * stderr
 
 
 def test_without_trade_ret_1d_the_book_earns_each_symbols_next_day_move() -> None:
@@ -155,7 +155,7 @@ def test_topk_dropout_turnover_never_exceeds_2n_over_k_and_zero_cost_is_the_gros
     assert net["turnover"].iloc[1:].max() <= 2 * n / k + 1e-12
     assert net["turnover"].iloc[1:].max() == pytest.approx(2 * n / k)  # random scores churn
     np.testing.assert_allclose(
-        gross["long"], net["long"] + 25 / 1e4 * net["turnover"], rtol=0, atol=1e-15
+        gross["book"], net["book"] + 25 / 1e4 * net["turnover"], rtol=0, atol=1e-15
     )
     daily = portfolio_returns(frame, top_k=k, cost_bps=0)
     assert daily["turnover"].iloc[1:].mean() > 3 * net["turnover"].iloc[1:].mean()
@@ -196,3 +196,97 @@ def test_excess_return_of_a_shuffled_signal_has_an_interval_that_covers_zero() -
     assert real["excess_ir_ci_low"] > 0  # the real signal's interval does not cover zero
     assert real["gross_excess_annual_return"] > real["excess_annual_return"]
     assert real["cost_drag"] == pytest.approx(5 / 1e4 * real["turnover"] * 252)
+
+
+def _random_frame(n_days: int = 120, n_symbols: int = 20, seed: int = 3) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    days = pd.bdate_range("2021-01-04", periods=n_days).date
+    symbols = [f"S{i:02d}" for i in range(n_symbols)]
+    return pd.DataFrame(
+        [(d, s, rng.normal(), rng.normal(0, 0.02)) for d in days for s in symbols],
+        columns=["trade_date", "symbol", "pred", "trade_ret"],
+    )
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"strategy": "topk"},
+        {"strategy": "topk_dropout", "n_drop": 2},
+        {"strategy": "long_short"},
+        {"rebalance_days": 5, "score_halflife": 3.0, "max_names_traded": 2},
+    ],
+)
+def test_zero_cost_reproduces_the_gross_curve_for_every_strategy(changes: dict) -> None:
+    frame = _random_frame()
+    free = portfolio_returns(frame, top_k=5, cost_bps=0, **changes)
+    np.testing.assert_array_equal(free["book"], free["gross"])
+    dear = portfolio_returns(frame, top_k=5, cost_bps=20, **changes)
+    np.testing.assert_allclose(dear["gross"], free["gross"], rtol=0, atol=1e-15)
+    assert (dear["book"] <= dear["gross"]).all() and (dear["book"] < dear["gross"]).any()
+
+
+def test_rebalancing_every_n_days_trades_only_on_those_days() -> None:
+    out = portfolio_returns(_random_frame(), top_k=5, cost_bps=10, rebalance_days=5)
+    traded_days = np.flatnonzero(out["turnover"].to_numpy() > 0)
+    assert len(traded_days) > 5 and (traded_days % 5 == 0).all()
+    daily = portfolio_returns(_random_frame(), top_k=5, cost_bps=10)
+    assert out["turnover"].sum() < 0.5 * daily["turnover"].sum()
+
+
+def test_score_smoothing_lowers_turnover_and_uses_no_later_score() -> None:
+    frame = _random_frame()
+    raw = portfolio_returns(frame, top_k=5, cost_bps=10)
+    smooth = portfolio_returns(frame, top_k=5, cost_bps=10, score_halflife=5.0)
+    assert smooth["turnover"].mean() < 0.7 * raw["turnover"].mean()
+    # Rewriting every score after day 60 changes nothing up to day 60.
+    days = sorted(frame["trade_date"].unique())
+    later = frame["trade_date"] > days[60]
+    changed = frame.assign(pred=np.where(later, -frame["pred"] * 7, frame["pred"]))
+    other = portfolio_returns(changed, top_k=5, cost_bps=10, score_halflife=5.0)
+    pd.testing.assert_frame_equal(other.iloc[:61], smooth.iloc[:61])
+    assert not other.iloc[61:].equals(smooth.iloc[61:])
+
+
+def test_buy_and_sell_costs_apply_per_side_with_a_minimum_per_trade() -> None:
+    frame = scored(
+        [[4, 3, 2, 1], [4, 3, 2, 1], [1, 2, 3, 4]],
+        [[0.01, 0.02, 0.0, -0.01], [0.03, 0.01, 0.0, 0.0], [0.0, 0.0, 0.02, 0.04]],
+    )
+    out = portfolio_returns(frame, top_k=2, buy_cost_bps=5, sell_cost_bps=15)
+    # Day 1 buys A, B (weight 1.0 bought); day 3 sells A, B and buys C, D (1.0 each way).
+    assert out["cost"].tolist() == pytest.approx([5e-4, 0.0, 5e-4 + 15e-4])
+    # A minimum of 100 per trade on a capital of 100,000 is 10 bps per name: the buys of 0.5
+    # weight (2.5 bps at 5 bps) pay the minimum; the sells at 30 bps (15 bps each) do not.
+    floored = portfolio_returns(frame, top_k=2, buy_cost_bps=5, sell_cost_bps=30,
+                                min_cost=100, capital=100_000)  # fmt: skip
+    assert floored["cost"].tolist() == pytest.approx([2e-3, 0.0, 2 * 1e-3 + 2 * 1.5e-3])
+
+
+def test_a_cap_on_names_traded_holds_back_the_rest_of_a_rebalance() -> None:
+    frame = _random_frame()
+    # A flat fee of 1 bp per trade and nothing else: cost / 1e-4 counts the trades of a day.
+    fee = {"cost_bps": 0, "min_cost": 1, "capital": 10_000}
+    capped = portfolio_returns(frame, top_k=6, max_names_traded=2, **fee)
+    free = portfolio_returns(frame, top_k=6, **fee)
+    trades, free_trades = (np.rint(out["cost"] / 1e-4).astype(int) for out in (capped, free))
+    assert free_trades.iloc[0] == 6 and trades.iloc[0] == 2  # the book fills two names a day
+    assert trades.max() == 4 and free_trades.max() > 4  # two sold and two bought at most
+    assert capped["turnover"].max() <= 4 / 6 + 1e-12
+
+
+def test_long_short_strategy_and_a_named_second_benchmark() -> None:
+    frame = _random_frame()
+    out = portfolio_returns(frame, top_k=4, cost_bps=10, strategy="long_short",
+                            benchmark_symbol="S03")  # fmt: skip
+    np.testing.assert_allclose(out["book"], out["long_short"], rtol=0, atol=1e-15)
+    s03 = frame[frame["symbol"] == "S03"].set_index("trade_date")["trade_ret"]
+    np.testing.assert_array_equal(out["benchmark2"], s03.reindex(out.index))
+    stats = backtest(frame, top_k=4, benchmark_symbol="S03").stats
+    for key in ("benchmark2_sharpe", "excess2_annual_return", "gross_excess2_ir",
+                "excess_annual_return_ci_low", "excess_annual_return_ci_high"):  # fmt: skip
+        assert np.isfinite(stats[key]), key
+    assert stats["excess_annual_return_ci_low"] < stats["excess_annual_return"]
+    assert stats["excess_annual_return"] < stats["excess_annual_return_ci_high"]
+    with pytest.raises(ValueError, match="benchmark symbol 'SPY'"):
+        portfolio_returns(frame, benchmark_symbol="SPY")
