@@ -160,7 +160,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _metrics_table(candidates: dict) -> str:
     keys = ("rank_ic", "ic", "icir", "directional_accuracy", "mae", "sharpe", "max_drawdown",
-            "benchmark_sharpe")  # fmt: skip
+            "benchmark_sharpe", "excess_annual_return", "gross_excess_annual_return",
+            "turnover")  # fmt: skip
     lines = ["model".ljust(20) + "".join(k[:12].rjust(13) for k in keys)]
     for name, metrics in candidates.items():
         lines.append(
@@ -185,6 +186,26 @@ def cmd_walk_forward(args: argparse.Namespace) -> int:
     panel = prepared.panel
     print(f"panel: {len(panel.frame):,} rows x {len(panel.features)} features;"
           f" {len(prepared.folds)} folds; peak RSS {_peak_rss_gb():.2f} GB")  # fmt: skip
+    return 0
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    """The configured models on the same folds, by signal and after-cost excess return."""
+    from ml.config import load_config
+    from ml.leaderboard import leaderboard
+    from ml.prepare import prepare
+
+    config_path = _config_path(args)
+    config = load_config(config_path)
+    names = args.models.split(",") if args.models else list(config.models)
+    out_dir = Path(args.output) if args.output else get_settings().data_dir / "leaderboard"
+    folds = len(prepare(get_settings().db.url, config).folds)
+    bar, on_fold = _fold_bar(folds * len(names), "leaderboard")
+    with bar:
+        board = leaderboard(get_settings().db.url, config_path, names, out_dir, on_fold)
+    print(f"strategy: {board.strategy}; {board.folds}")
+    print(board.markdown())
+    print(f"tear sheets and leaderboard.md in {out_dir}; peak RSS {_peak_rss_gb():.2f} GB")
     return 0
 
 
@@ -439,6 +460,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="walk-forward the model zoo, log, register, gate promotion")
     p.add_argument("--config", help="model config YAML (default ml/config/models.yaml)")
     p.set_defaults(func=cmd_train)
+    p = sub.add_parser(
+        "leaderboard",
+        help="the models on the same folds: IC, excess return "
+        "with and without costs, turnover, time, memory; a tear sheet each",
+    )
+    p.add_argument("--config", help="model config YAML (default ml/config/models.yaml)")
+    p.add_argument("--models", help="comma-separated model names (default all)")
+    p.add_argument(
+        "--output",
+        help="folder for leaderboard.md/.csv and the tear sheets "
+        "(default $MARKETFLOW_DATA_DIR/leaderboard)",
+    )
+    p.set_defaults(func=cmd_leaderboard)
     p = sub.add_parser("walk-forward", help="walk-forward metrics of the models, nothing logged")
     p.add_argument("--config", help="model config YAML (default ml/config/models.yaml)")
     p.add_argument("--models", help="comma-separated model names (default all)")
