@@ -107,7 +107,8 @@ class Trainer:
         best_loss, best_state, bad_epochs, start_epoch = float("inf"), None, 0, 0
         ckpt = self._checkpoint_path()
         if ckpt is not None and ckpt.exists():
-            state = torch.load(ckpt, map_location=self.device, weights_only=False)
+            # weights_only: a checkpoint is data (tensors, numbers, dicts); nothing in it is executed.
+            state = torch.load(ckpt, map_location=self.device, weights_only=True)
             module.load_state_dict(state["module"])
             optimizer.load_state_dict(state["optimizer"])
             if scheduler is not None and state.get("scheduler"):

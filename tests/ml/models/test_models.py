@@ -152,6 +152,37 @@ def test_an_interrupted_fit_resumes_from_its_checkpoint(
     assert not (tmp_path / "last.pt").exists()  # a finished fit leaves no stale checkpoint
 
 
+class _Planted:
+    """What a hostile checkpoint would hold: unpickling it runs a command."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple:
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_checkpoint_that_would_run_code_is_refused_not_executed(
+    dataset: Dataset, tmp_path: Path
+) -> None:
+    import pickle
+
+    import torch
+
+    marker = tmp_path / "ran"
+    ckpt_dir = tmp_path / "ckpt"
+    ckpt_dir.mkdir()
+    torch.save({"module": _Planted(marker)}, ckpt_dir / "last.pt")
+    spec = fast_spec("lstm_attention")
+    spec["kwargs"].update({"epochs": 1, "checkpoint_dir": str(ckpt_dir)})
+
+    with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
+        build_model(spec, seed=SEED).fit(dataset)
+    assert not marker.exists()
+
+
 def test_trainer_picks_cpu_here_and_honours_the_override() -> None:
     assert Trainer(TrainerConfig()).device == ("cuda" if torch.cuda.is_available() else "cpu")
     # The settings' device (MARKETFLOW_DEVICE) wins over the config's.
