@@ -40,6 +40,8 @@ class ChampionRegistry:
         self._check_lock = threading.Lock()
         self._load_lock = threading.Lock()
         self._champion: Any = None  # ml.inference.Champion
+        self._refused: str | None = None  # a version whose artifacts failed the digest check
+        self.refusal: str | None = None
         self._cards: dict[str, dict[str, Any]] = {}
 
     def client(self) -> Any:
@@ -94,17 +96,26 @@ class ChampionRegistry:
             self._load_lock.acquire()
         try:
             current = self._champion
-            if current is None or current.version != str(version.version):
+            wanted = str(version.version)
+            if (current is None or current.version != wanted) and self._refused != wanted:
                 from core.settings import MlflowSettings, Settings
                 from ml.inference import load_champion
+                from ml.registry.provenance import ChampionRefused
 
                 mlflow_settings = MlflowSettings(
                     tracking_uri=self.tracking_uri, model_name=self.model_name
                 )
-                loaded = load_champion(Settings(mlflow=mlflow_settings))
+                try:
+                    loaded = load_champion(Settings(mlflow=mlflow_settings), _recorded_digest,
+                                           self.cache_dir)  # fmt: skip
+                except ChampionRefused as exc:
+                    # Not loaded, not retried until the alias moves; the last good one serves.
+                    log.error("%s", exc)
+                    self._refused, self.refusal = wanted, str(exc)
+                    return self._champion
                 if loaded is not None:
                     log.info("loaded champion %s v%s", loaded.name, loaded.version)
-                    self._champion = loaded
+                    self._champion, self._refused, self.refusal = loaded, None, None
             return self._champion
         finally:
             self._load_lock.release()
@@ -189,6 +200,15 @@ class ChampionRegistry:
         return path
 
 
+def _recorded_digest(model_name: str, version: str) -> str | None:
+    """The digest the promotion gate recorded, read on the API's own (read-only) connection."""
+    from api.db import fetch_all
+    from ml.registry.provenance import LOOKUP
+
+    rows = fetch_all(LOOKUP, (model_name, version))
+    return str(rows[0]["artifact_digest"]) if rows else None
+
+
 def _iso(day: date | None) -> str | None:
     return day.isoformat() if day is not None else None
 
@@ -260,7 +280,10 @@ def tear_sheet_response() -> Response:
 def score_symbols(conn: Any, symbols: list[str]) -> dict[str, Any]:
     champion = _guard("load", lambda: registry().champion())
     if champion is None:
-        abort(503, description="no champion model to score with")
+        refusal = registry().refusal
+        abort(
+            503, description=f"no champion model to score with{': ' + refusal if refusal else ''}"
+        )
     from ml.online import score_symbols as score
 
     result = score(conn, champion, symbols)

@@ -14,14 +14,17 @@ a caller knows what to read before it loads the model.
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from core.settings import Settings, get_settings
 from ml.registry.card import card_from_version, champion_version
+from ml.registry.provenance import DigestLookup, database_lookup, verified_model_dir
 from ml.registry.tracking import configure
 
 
@@ -35,15 +38,30 @@ class Champion:
     model: Any  # mlflow.pyfunc.PyFuncModel
 
 
-def load_champion(settings: Settings | None = None) -> Champion | None:
-    """The model behind `models:/<name>@champion`, or None when there is no champion yet."""
+def load_champion(
+    settings: Settings | None = None,
+    lookup: DigestLookup | None = None,
+    cache_dir: Path | None = None,
+) -> Champion | None:
+    """The model behind `models:/<name>@champion`, or None when there is no champion yet.
+
+    Loaded only from a local copy whose digest matches the one recorded when the promotion
+    gate promoted it (`ml.registry.provenance`; `lookup` reads it, by default from the
+    settings' database): `ChampionRefused` otherwise, before anything is unpickled."""
     import mlflow
 
     settings = settings or get_settings()
     version = champion_version(configure(settings), settings.mlflow.model_name)
     if version is None:
         return None
-    model = mlflow.pyfunc.load_model(f"models:/{settings.mlflow.model_name}/{version.version}")
+    lookup = lookup or database_lookup(settings.db.url)
+    root = cache_dir or settings.data_dir / "champions"
+    root.mkdir(parents=True, exist_ok=True)
+    # The verified copy is loaded and then removed: the whole model is in its pickle.
+    with tempfile.TemporaryDirectory(prefix=f"v{version.version}_", dir=root) as dst:
+        name, number = settings.mlflow.model_name, str(version.version)
+        local = verified_model_dir(name, number, lookup, Path(dst))
+        model = mlflow.pyfunc.load_model(str(local))
     python_model = _python_model(model)
     card = card_from_version(version)
     features = list(getattr(python_model, "features", None) or card.features)

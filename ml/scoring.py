@@ -19,6 +19,7 @@ from core.settings import Settings, get_settings
 from ml.data.handler import read_sql, table_exists
 from ml.data.lookback import read_lookback
 from ml.inference import Champion, load_champion, score_rows
+from ml.registry.provenance import database_lookup
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,8 @@ def score_latest(
     database_url: str, settings: Settings | None = None, as_of: date | None = None
 ) -> ScoreResult:
     settings = settings or get_settings()
-    champion = load_champion(settings)
+    # The champion's digest is checked against the promotion recorded in this database.
+    champion = load_champion(settings, database_lookup(database_url))
     if champion is None:
         raise NoChampionError(
             f"model {settings.mlflow.model_name!r} has no @champion yet: run training first"

@@ -219,7 +219,7 @@ def train(
         decision = gate(client, settings, prepared, chosen, metric, min_coverage)
         champ = decision.champion_version
         if decision.promoted:
-            promote(client, model_name, version)
+            promote(client, model_name, version, database_url)
             champ = version
         mlflow.set_tags({"promoted": str(decision.promoted), "gate_reason": decision.reason})
         mlflow.log_dict({"promoted": decision.promoted, "reason": decision.reason,

@@ -160,3 +160,15 @@ create table if not exists monitoring.retrain_requests (
 -- The API's per-symbol history (GET /api/v1/signals/{symbol}); the key leads with the date.
 create index if not exists daily_signals_symbol_idx
     on signals.daily_signals (symbol, model_name, trade_date desc);
+
+-- What the promotion gate made @champion, with the digest of the model's artifacts at that
+-- moment. A champion is loaded only when its artifacts still hash to this digest: the
+-- pipeline is the only source of a loadable model, whatever else can write to MLflow.
+create table if not exists signals.model_promotions (
+    model_name      text not null,
+    version         text not null,
+    artifact_digest text not null check (artifact_digest ~ '^[0-9a-f]{64}$'),
+    run_id          text not null,
+    promoted_at     timestamptz not null default now(),
+    primary key (model_name, version)
+);

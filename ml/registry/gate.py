@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -156,5 +157,15 @@ def rerun_champion(prepared: Prepared, card: ChampionCard) -> WalkForwardResult:
     )  # fmt: skip
 
 
-def promote(client: Any, model_name: str, version: str) -> None:
+def promote(client: Any, model_name: str, version: str, database_url: str) -> None:
+    """Make `version` @champion: first record the digest of its artifacts (what scoring and
+    the API will insist on loading), then move the alias."""
+    import tempfile
+
+    from ml.registry.provenance import directory_digest, download_model, record_promotion
+
+    with tempfile.TemporaryDirectory(prefix="mf_promote_") as tmp:
+        digest = directory_digest(download_model(model_name, version, Path(tmp)))
+    run_id = str(client.get_model_version(model_name, version).run_id)
+    record_promotion(database_url, model_name, version, run_id, digest)
     client.set_registered_model_alias(model_name, CHAMPION, version)

@@ -103,6 +103,7 @@ def register_model(
     equity_curve: bytes | None = None,
     tear_sheet: bytes | None = None,
     champion: bool = True,
+    database_url: str | None = None,
 ) -> str:
     """Log and register tests/api/fixture_model.py; returns the new version (made @champion)."""
     import mlflow
@@ -144,8 +145,24 @@ def register_model(
     for key, value in all_tags.items():
         client.set_model_version_tag(model_name, version, key, value)
     if champion:
-        client.set_registered_model_alias(model_name, "champion", version)
+        promote_version(tracking_uri, database_url, model_name, version)
     return version
+
+
+def promote_version(
+    tracking_uri: str, database_url: str | None, model_name: str, version: str
+) -> None:
+    """Make `version` @champion the way the promotion gate does: its artifact digest recorded
+    in `database_url` first (the API refuses to load a champion without it)."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    from ml.registry.gate import promote
+
+    if database_url is None:
+        raise ValueError("a champion needs the database its promotion is recorded in")
+    mlflow.set_tracking_uri(tracking_uri)
+    promote(MlflowClient(tracking_uri, tracking_uri), model_name, version, database_url)
 
 
 def tiny_png(width: int = 120, height: int = 60) -> bytes:
@@ -265,5 +282,6 @@ def seed_demo(
         },
         equity_curve=tiny_png(),
         tear_sheet=TEAR_SHEET,
+        database_url=owner_url,
     )
     return {"symbols": symbols, "days": days, "version": version, "drift_run_id": run_id}

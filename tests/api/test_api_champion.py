@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import psycopg2
 import pytest
@@ -17,7 +18,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from psycopg2.extras import execute_values
 
-from tests.api.api_test_helpers import TEAR_SHEET, keyed_client, register_model
+from tests.api.api_test_helpers import TEAR_SHEET, keyed_client, promote_version, register_model
 
 FEATURES = ["ret_1d", "vol_20d"]
 SYMBOLS = ["AAPL", "MSFT", "NVDA"]
@@ -51,8 +52,9 @@ def features_table(api_owner_url: str) -> Iterator[None]:
 
 
 @pytest.fixture
-def registry(mlflow_store: dict[str, str], tmp_path: Path) -> dict[str, Any]:
+def registry(mlflow_store: dict[str, str], tmp_path: Path, api_owner_url: str) -> dict[str, Any]:
     return {
+        "db": api_owner_url,
         "uri": mlflow_store["MLFLOW_TRACKING_URI"],
         "artifacts": tmp_path / "artifacts",
         "name": f"api_model_{uuid.uuid4().hex[:8]}",
@@ -86,6 +88,7 @@ def register(registry: dict[str, Any], weights: list[float], **kwargs: Any) -> s
         registry["name"],
         weights=weights,
         features=FEATURES,
+        database_url=registry["db"],
         **kwargs,
     )
 
@@ -235,7 +238,6 @@ def test_the_alias_moving_while_requests_are_in_flight(
     registry: dict[str, Any],
     features_table: None,
 ) -> None:
-    from mlflow import MlflowClient
 
     old = register(registry, [1.0, 0.0])
     new = register(registry, [0.0, 1.0], champion=False)
@@ -273,9 +275,7 @@ def test_the_alias_moving_while_requests_are_in_flight(
         worker.start()
     try:
         time.sleep(0.5)
-        MlflowClient(registry["uri"], registry["uri"]).set_registered_model_alias(
-            registry["name"], "champion", new
-        )
+        promote_version(registry["uri"], registry["db"], registry["name"], new)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and not any(v == new for _, v, _ in seen[-5:]):
             time.sleep(0.1)
@@ -296,3 +296,57 @@ def test_the_alias_moving_while_requests_are_in_flight(
     # end after any number of new ones.)
     switched = min(end for _, end, version in spans if version == new)
     assert {version for start, _, version in spans if start > switched} == {new}
+
+
+def test_a_champion_whose_artifacts_changed_after_promotion_is_refused_and_the_old_one_serves(
+    scoring_client: FlaskClient,
+    registry: dict[str, Any],
+    make_app: Callable[..., Flask],
+    api_database_url: str,
+    api_key: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from mlflow import MlflowClient
+
+    old = register(registry, [1.0, 0.0])
+    first = scoring_client.post("/api/v1/score", json={"symbols": ["AAPL"]})
+    assert first.status_code == 200 and first.get_json()["model_version"] == old
+
+    # A new version goes through the gate (its digest recorded), then a file of its artifacts
+    # is swapped in the store: what an attacker with write access to MLflow would do.
+    new = register(registry, [5.0, 0.0], champion=False)
+    promote_version(registry["uri"], registry["db"], registry["name"], new)
+    client = MlflowClient(registry["uri"], registry["uri"])
+    root = Path(urlparse(client.get_model_version_download_uri(registry["name"], new)).path)
+    target = root / "MLmodel"
+    target.write_text(target.read_text() + "\n# swapped\n")
+
+    with caplog.at_level("ERROR", logger="api.champion"):
+        after = scoring_client.post("/api/v1/score", json={"symbols": ["AAPL"]})
+    assert after.status_code == 200 and after.get_json()["model_version"] == old
+    assert f"v{new}: its artifacts hash to" in caplog.text
+    assert "recorded at promotion" in caplog.text
+
+    # A worker that had no champion loaded yet serves none, and says why.
+    fresh = keyed_client(
+        make_app(api_database_url, MLFLOW_TRACKING_URI=registry["uri"],
+                 MODEL_NAME=registry["name"], DATA_DIR=str(registry["data_dir"])),
+        api_key,
+    )  # fmt: skip
+    refused = fresh.post("/api/v1/score", json={"symbols": ["AAPL"]})
+    assert refused.status_code == 503 and refused.is_json
+    assert "refusing to load them" in refused.get_json()["detail"]
+
+
+def test_a_champion_the_gate_never_promoted_is_not_loaded(
+    scoring_client: FlaskClient, registry: dict[str, Any]
+) -> None:
+    from mlflow import MlflowClient
+
+    version = register(registry, [1.0, 0.0], champion=False)
+    MlflowClient(registry["uri"], registry["uri"]).set_registered_model_alias(
+        registry["name"], "champion", version
+    )
+    response = scoring_client.post("/api/v1/score", json={"symbols": ["AAPL"]})
+    assert response.status_code == 503
+    assert "the promotion gate never promoted it" in response.get_json()["detail"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
+from pathlib import Path
 
 import pandas as pd
 import psycopg2
@@ -12,6 +13,7 @@ from core.settings import Settings
 from ml.data.handler import FEATURES, load_frame, load_panel
 from ml.inference import load_champion, score_rows
 from ml.registry.card import CHAMPION
+from ml.registry.provenance import database_lookup
 from ml.scoring import NoChampionError, score_latest, to_signals
 from ml.train import train
 
@@ -90,7 +92,7 @@ def test_champion_scores_the_latest_date_and_a_rerun_upserts(
 
     # The scores are the champion's predictions on each symbol's last `lookback` days, read
     # through the inference contract the API uses too.
-    loaded = load_champion(ml_settings)
+    loaded = load_champion(ml_settings, database_lookup(market_url))
     assert loaded is not None and loaded.lookback == int(champion.tags["lookback"])
     frame, _ = load_panel(market_url, loaded.features, [])
     frame = frame.groupby("symbol").tail(loaded.lookback)
@@ -136,3 +138,24 @@ def test_scoring_a_model_whose_champion_alias_was_removed_says_to_train_first(
         score_latest(market_url, ml_settings)
 
     assert published(market_url, ml_settings.mlflow.model_name).empty
+
+
+def test_scoring_refuses_a_champion_whose_artifacts_were_swapped_and_publishes_nothing(
+    market_url: str, ml_settings: Settings, tiny_config
+) -> None:
+    from urllib.parse import urlparse
+
+    from mlflow import MlflowClient
+
+    from ml.registry.provenance import ChampionRefused
+
+    trained = train(market_url, ml_settings, tiny_config())
+    before = published(market_url, ml_settings.mlflow.model_name)
+    client = MlflowClient(ml_settings.mlflow.tracking_uri)
+    uri = client.get_model_version_download_uri(ml_settings.mlflow.model_name, trained.version)
+    pickled = next(Path(urlparse(uri).path).rglob("*.pkl"))
+    pickled.write_bytes(pickled.read_bytes() + b"\0")  # any change to any artifact file
+
+    with pytest.raises(ChampionRefused, match="recorded at promotion"):
+        score_latest(market_url, ml_settings)
+    pd.testing.assert_frame_equal(published(market_url, ml_settings.mlflow.model_name), before)
