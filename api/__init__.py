@@ -33,6 +33,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         KEY_CACHE_SECONDS=api.key_cache_seconds,
         SIGNALS_CACHE_SECONDS=api.signals_cache_seconds,
         CHAMPION_CHECK_SECONDS=api.champion_check_seconds,
+        # No request of this API needs more (a score request of every symbol is ~10 KB);
+        # larger bodies get 413 before anything reads them.
+        MAX_CONTENT_LENGTH=64 * 1024,
         **openapi.openapi_config("MarketFlow signals API"),
     )
     if config:

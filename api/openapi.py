@@ -9,6 +9,7 @@ Swagger UI page, its JS and CSS served from the `flask-swagger-ui` package: no C
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -51,6 +52,14 @@ class ArgumentsParser(FlaskParser):
     """webargs' parser, answering 400 (the API's status for any bad parameter), not 422."""
 
     DEFAULT_VALIDATION_STATUS = 400
+
+    def _raw_load_json(self, req: Any) -> Any:
+        # A body nested past the JSON parser's recursion limit is a bad request, not a 500.
+        try:
+            return super()._raw_load_json(req)
+        except RecursionError:
+            error = json.JSONDecodeError("the JSON body is nested too deeply", "[", 0)
+            return self._handle_invalid_json_error(error, req)
 
 
 # flask-smorest ships no type hints: these subclasses give its decorators theirs.

@@ -187,7 +187,8 @@ def main() -> int:
         with tempfile.TemporaryDirectory(prefix="mf_bench_api_") as tmp:
             say(f"seeding {args.symbols} symbols and a champion")
             seeded = seed_demo(owner_url, tracking_uri, Path(tmp) / "artifacts", "bench_model",
-                               n_symbols=args.symbols, n_days=5)  # fmt: skip
+                               n_symbols=args.symbols, n_days=5,
+                               reports_dir=Path(tmp) / "data" / "reports")  # fmt: skip
             _, key = create_key(owner_url, "bench")
             env = {
                 **os.environ,

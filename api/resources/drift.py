@@ -7,7 +7,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from flask import Response, abort, jsonify, send_file
+from flask import Response, abort, current_app, jsonify, send_file
 
 from api import queries
 from api.db import fetch_all
@@ -65,7 +65,13 @@ def drift_report(path: dict[str, Any], run_id: str) -> Response:
     rows = fetch_all(queries.DRIFT_REPORT, {"run_id": run_id})
     if not rows:
         abort(404, description=f"no drift run {run_id}")
-    report = Path(rows[0]["report_path"])
+    # Only files in this deployment's reports folder: a row naming any other path (a bad
+    # write, a hostile one) is not a way to read the machine's files.
+    reports = (Path(current_app.config["DATA_DIR"]) / "reports").resolve()
+    report = Path(rows[0]["report_path"]).resolve()
+    if not report.is_relative_to(reports):
+        current_app.logger.warning("drift run %s names a report outside %s", run_id, reports)
+        abort(404, description="no report for this drift run in the reports folder")
     if not report.is_file():
         abort(404, description="the report file is gone from this machine")
     return send_file(report, mimetype="text/html")

@@ -201,6 +201,8 @@ def seed_demo(
     model_name: str,
     n_symbols: int = 20,
     n_days: int = 5,
+    *,
+    reports_dir: Path,
 ) -> dict[str, Any]:
     """Signals, features, a drift run with live quality, and a registered champion with an
     equity curve: what the pages, schemathesis and the benchmark read."""
@@ -216,7 +218,8 @@ def seed_demo(
         for k, d in enumerate(days)
     ]
     run_id = str(uuid.uuid4())
-    report = artifact_dir / f"drift_{days[-1]}_v1.html"
+    report = reports_dir / f"drift_{days[-1]}_v1.html"  # the API serves only this folder
+    reports_dir.mkdir(parents=True, exist_ok=True)
     artifact_dir.mkdir(parents=True, exist_ok=True)
     report.write_text("<html><body><h1>Drift report</h1></body></html>")
     with psycopg2.connect(owner_url) as conn, conn.cursor() as cur:

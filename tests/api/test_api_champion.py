@@ -350,3 +350,40 @@ def test_a_champion_the_gate_never_promoted_is_not_loaded(
     response = scoring_client.post("/api/v1/score", json={"symbols": ["AAPL"]})
     assert response.status_code == 503
     assert "the promotion gate never promoted it" in response.get_json()["detail"]
+
+
+def test_oversized_and_deeply_nested_bodies_get_4xx_json(scoring_client: FlaskClient) -> None:
+    big = scoring_client.post("/api/v1/score", json={"symbols": ["AAPL"] * 20_000})
+    assert big.status_code == 413 and big.is_json
+    deep = "[" * 5000 + "]" * 5000
+    nested = scoring_client.post("/api/v1/score", data='{"symbols": ' + deep + "}",
+                                 content_type="application/json")  # fmt: skip
+    assert nested.status_code == 400 and nested.is_json
+
+
+def test_a_drift_report_outside_the_reports_folder_is_not_served(
+    scoring_client: FlaskClient, api_owner_url: str, registry: dict[str, Any]
+) -> None:
+    run_id = str(uuid.uuid4())
+    inside = registry["data_dir"] / "reports" / "drift_ok.html"
+    inside.parent.mkdir(parents=True, exist_ok=True)
+    inside.write_text("<html>report</html>")
+    runs = {run_id: "/etc/passwd", str(uuid.uuid4()): str(inside.parent / ".." / ".." / "x"),
+            (ok := str(uuid.uuid4())): str(inside)}  # fmt: skip
+    with psycopg2.connect(api_owner_url) as conn, conn.cursor() as cur:
+        for rid, path in runs.items():
+            cur.execute(
+                """insert into monitoring.drift_runs (run_id, run_date, reference_start,
+                reference_end, current_start, current_end, n_features, n_drifted_features,
+                share_drifted, drift_detected, report_path) values (%s, '2024-01-02',
+                '2023-01-02', '2023-12-29', '2024-01-02', '2024-01-02', 1, 0, 0, false, %s)""",
+                (rid, path),
+            )
+    conn.close()
+    for rid in runs:
+        response = scoring_client.get(f"/api/v1/drift/{rid}/report")
+        if rid == ok:
+            assert response.status_code == 200 and b"report" in response.data
+        else:
+            assert response.status_code == 404 and response.is_json
+            assert b"root:" not in response.data

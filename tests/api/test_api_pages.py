@@ -40,8 +40,9 @@ def served(
     tmp = tmp_path_factory.mktemp("pages")
     model_name = f"page_model_{uuid.uuid4().hex[:8]}"
     seeded = seed_demo(
-        api_owner_url, mlflow_store["MLFLOW_TRACKING_URI"], tmp / "artifacts", model_name
-    )
+        api_owner_url, mlflow_store["MLFLOW_TRACKING_URI"], tmp / "artifacts", model_name,
+        reports_dir=tmp / "data" / "reports",
+    )  # fmt: skip
     port = free_port()
     env = {
         **os.environ,

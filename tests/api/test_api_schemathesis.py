@@ -53,7 +53,8 @@ def configured_app(
 ) -> Iterator[None]:
     tmp = tmp_path_factory.mktemp("schemathesis")
     name = f"st_model_{uuid.uuid4().hex[:8]}"
-    seed_demo(api_owner_url, mlflow_store["MLFLOW_TRACKING_URI"], tmp / "artifacts", name)
+    seed_demo(api_owner_url, mlflow_store["MLFLOW_TRACKING_URI"], tmp / "artifacts", name,
+              reports_dir=tmp / "data" / "reports")  # fmt: skip
     app.config.update(
         DATABASE_URL=api_database_url,
         MLFLOW_TRACKING_URI=mlflow_store["MLFLOW_TRACKING_URI"],
