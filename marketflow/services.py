@@ -47,8 +47,14 @@ def airflow_env(settings: Settings | None = None) -> dict[str, str]:
     home.mkdir(parents=True, exist_ok=True)
     secret_file = home / "jwt_secret"
     if not secret_file.exists():
-        secret_file.write_text(secrets.token_urlsafe(32))
-        secret_file.chmod(0o600)
+        _write_private(secret_file, secrets.token_urlsafe(32))
+    secret_file.chmod(0o600)
+    # Airflow's simple auth manager generates the admin password into a world-readable file
+    # and prints it to the api-server's log; written here first (owner-only), it does neither.
+    passwords = airflow_password_file(settings)
+    if not passwords.exists():
+        _write_private(passwords, json.dumps({"admin": secrets.token_urlsafe(16)}) + "\n")
+    passwords.chmod(0o600)
     airflow_db = sqlalchemy_url(with_database(settings.db.url, "airflow"))
     port = str(settings.services.airflow_port)
     return {
@@ -164,12 +170,15 @@ def start_all(settings: Settings | None = None, echo=print) -> None:
     rd = run_dir(settings)
     logs = rd / "logs"
     logs.mkdir(exist_ok=True)
+    logs.chmod(0o700)  # task output and service logs may quote configuration
     for svc in services(settings):
         pidfile = rd / f"{svc.name}.pid"
         if _pid(pidfile):
             echo(f"  {svc.name:<22} already running (pid {_pid(pidfile)})")
             continue
-        log = open(logs / f"{svc.name}.log", "ab")  # handed to the child, closed below
+        # Handed to the child, closed below; owner-only like the folder.
+        log = os.fdopen(os.open(logs / f"{svc.name}.log",
+                                os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")  # fmt: skip
         proc = subprocess.Popen(
             svc.argv,
             cwd=REPO_ROOT,
@@ -225,9 +234,20 @@ def status(settings: Settings | None = None) -> dict[str, int | None]:
     return {svc.name: _pid(rd / f"{svc.name}.pid") for svc in services(settings)}
 
 
-def airflow_password(settings: Settings | None = None) -> str | None:
+def _write_private(path: Path, text: str) -> None:
+    """Create `path` readable by its owner only (never briefly world-readable)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+
+
+def airflow_password_file(settings: Settings | None = None) -> Path:
     settings = settings or get_settings()
-    path = settings.data_dir / "airflow" / "simple_auth_manager_passwords.json.generated"
+    return settings.data_dir / "airflow" / "simple_auth_manager_passwords.json.generated"
+
+
+def airflow_password(settings: Settings | None = None) -> str | None:
+    path = airflow_password_file(settings)
     try:
         return json.loads(path.read_text()).get("admin")
     except (FileNotFoundError, json.JSONDecodeError):

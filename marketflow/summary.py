@@ -131,12 +131,10 @@ def render(info: dict[str, Any], settings: Settings | None = None, urls: bool = 
         )
         lines.append(f"drift report        {path}")
     if urls:
-        from marketflow.services import airflow_password
+        from marketflow.services import airflow_password_file
 
-        pw = (
-            airflow_password(settings)
-            or "see $AIRFLOW_HOME/simple_auth_manager_passwords.json.generated"
-        )
+        # Where the password is, not the password: summaries end up in terminals and CI logs.
+        pw = f"password in {airflow_password_file(settings)}"
         lines += [
             "",
             f"Airflow UI          http://127.0.0.1:8080   (login admin / {pw})",
