@@ -42,6 +42,7 @@ class ChampionRegistry:
         self._champion: Any = None  # ml.inference.Champion
         self._refused: str | None = None  # a version whose artifacts failed the digest check
         self.refusal: str | None = None
+        self.registry_unreachable = False  # the last alias check failed (serving the last good)
         self._cards: dict[str, dict[str, Any]] = {}
 
     def client(self) -> Any:
@@ -63,7 +64,18 @@ class ChampionRegistry:
         if stale and self._check_lock.acquire(blocking=self._checked_at == float("-inf")):
             try:
                 if time.monotonic() - self._checked_at >= self.check_seconds:
-                    self._version = self._read_alias()
+                    try:
+                        self._version = self._read_alias()
+                        self.registry_unreachable = False
+                    except Exception as exc:
+                        if self._version is None or not _unreachable(exc):
+                            raise
+                        # Keep serving what was loaded; ask again after the interval, so a
+                        # hung registry costs one request a check, not every request.
+                        if not self.registry_unreachable:
+                            log.warning("model registry unreachable, serving champion v%s: %s",
+                                        self._version.version, exc)  # fmt: skip
+                        self.registry_unreachable = True
                     self._checked_at = time.monotonic()
             finally:
                 self._check_lock.release()
@@ -200,6 +212,14 @@ class ChampionRegistry:
         return path
 
 
+def _unreachable(exc: Exception) -> bool:
+    """An error that means the registry could not be asked (not a bug of ours)."""
+    from mlflow.exceptions import MlflowException
+    from sqlalchemy.exc import SQLAlchemyError
+
+    return isinstance(exc, MlflowException | SQLAlchemyError | OSError)
+
+
 def _recorded_digest(model_name: str, version: str) -> str | None:
     """The digest the promotion gate recorded, read on the API's own (read-only) connection."""
     from api.db import fetch_all
@@ -239,17 +259,18 @@ def _guard(what: str, fn: Any) -> Any:
     try:
         return fn()
     except Exception as exc:
-        from mlflow.exceptions import MlflowException
-        from sqlalchemy.exc import SQLAlchemyError
-
-        if isinstance(exc, MlflowException | SQLAlchemyError | OSError):
+        if _unreachable(exc):
             current_app.logger.warning("model registry unreachable (%s): %s", what, exc)
             abort(503, description="model registry unreachable")
         raise
 
 
 def model_card() -> dict[str, Any] | None:
-    return _guard("card", lambda: registry().card())  # type: ignore[no-any-return]
+    card = _guard("card", lambda: registry().card())
+    if card is None:
+        return None
+    # False while the registry cannot be asked and the card is the last good one.
+    return {**card, "registry_reachable": not registry().registry_unreachable}
 
 
 def equity_curve_path() -> Path | None:

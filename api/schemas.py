@@ -263,6 +263,7 @@ class ModelCardSchema(Schema):
     mlflow_run_url = fields.String(allow_none=True)
     equity_curve_url = fields.String(allow_none=True)
     tear_sheet_url = fields.String(allow_none=True)
+    registry_reachable = fields.Boolean()
 
 
 class ScoreSchema(Schema):

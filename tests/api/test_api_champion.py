@@ -18,7 +18,13 @@ from flask import Flask
 from flask.testing import FlaskClient
 from psycopg2.extras import execute_values
 
-from tests.api.api_test_helpers import TEAR_SHEET, keyed_client, promote_version, register_model
+from tests.api.api_test_helpers import (
+    TEAR_SHEET,
+    free_port,
+    keyed_client,
+    promote_version,
+    register_model,
+)
 
 FEATURES = ["ret_1d", "vol_20d"]
 SYMBOLS = ["AAPL", "MSFT", "NVDA"]
@@ -387,3 +393,38 @@ def test_a_drift_report_outside_the_reports_folder_is_not_served(
         else:
             assert response.status_code == 404 and response.is_json
             assert b"root:" not in response.data
+
+
+def test_with_the_registry_down_the_loaded_champion_and_its_card_keep_serving(
+    scoring_client: FlaskClient, registry: dict[str, Any], make_app: Callable[..., Flask],
+    api_database_url: str, api_key: str,
+) -> None:  # fmt: skip
+    from mlflow import MlflowClient
+
+    from api.champion import _KEY
+
+    version = register(registry, [1.0, 0.0])
+    assert scoring_client.post("/api/v1/score", json={"symbols": ["AAPL"]}).status_code == 200
+    card = scoring_client.get("/api/v1/models/champion").get_json()
+    assert card["version"] == version and card["registry_reachable"] is True
+
+    # The registry goes away: a client of a tracking server on a port nobody listens on.
+    dead = f"http://127.0.0.1:{free_port()}"
+    scoring_client.application.extensions[_KEY]._client = MlflowClient(dead, dead)
+    for _ in range(3):
+        started = time.monotonic()
+        scored = scoring_client.post("/api/v1/score", json={"symbols": ["AAPL"]})
+        assert scored.status_code == 200 and scored.get_json()["model_version"] == version
+        assert time.monotonic() - started < 2
+    card = scoring_client.get("/api/v1/models/champion")
+    assert card.status_code == 200
+    assert card.get_json()["version"] == version and card.get_json()["registry_reachable"] is False
+
+    # A worker that never loaded a champion has nothing to serve: 503 JSON, at once.
+    fresh_app = make_app(api_database_url, MLFLOW_TRACKING_URI=dead, MODEL_NAME=registry["name"],
+                         DATA_DIR=str(registry["data_dir"]))  # fmt: skip
+    fresh = keyed_client(fresh_app, api_key)
+    started = time.monotonic()
+    down = fresh.post("/api/v1/score", json={"symbols": ["AAPL"]})
+    assert down.status_code == 503 and down.get_json()["detail"] == "model registry unreachable"
+    assert time.monotonic() - started < 2
