@@ -19,3 +19,14 @@ def database_url() -> str:
     from core.settings import get_settings
 
     return get_settings().db.url
+
+
+def run_key() -> str:
+    """This task's key across its tries (dag/run/task[/map index]): what a re-run of the task
+    writes under, so a retry replaces its record instead of adding one."""
+    from airflow.sdk import get_current_context
+
+    ti = get_current_context()["ti"]
+    index = getattr(ti, "map_index", -1)
+    suffix = f"/{index}" if index is not None and index >= 0 else ""
+    return f"{ti.dag_id}/{ti.run_id}/{ti.task_id}{suffix}"

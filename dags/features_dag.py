@@ -16,7 +16,7 @@ from cosmos.constants import InvocationMode, LoadMode, TestBehavior
 
 from core.dbt import dbt_env, target_path
 from dags.assets import FEATURES, RAW_PRICES
-from dags.common import DEFAULT_ARGS, START_DATE, database_url
+from dags.common import DEFAULT_ARGS, START_DATE, database_url, run_key
 
 DBT_DIR = Path(__file__).resolve().parent.parent / "dbt"
 MANIFEST = target_path() / "manifest.json"
@@ -37,7 +37,7 @@ def marketflow_features():
     def validate_raw_prices() -> dict:
         from expectations.checkpoint import validate_or_raise
 
-        return validate_or_raise(database_url(), "raw_prices").as_dict()
+        return validate_or_raise(database_url(), "raw_prices", run_key=run_key()).as_dict()
 
     dbt_models = DbtTaskGroup(
         group_id="dbt",
@@ -69,13 +69,13 @@ def marketflow_features():
     def validate_labels() -> dict:
         from expectations.checkpoint import validate_or_raise
 
-        return validate_or_raise(database_url(), "labels_daily").as_dict()
+        return validate_or_raise(database_url(), "labels_daily", run_key=run_key()).as_dict()
 
     @task(retries=0)
     def validate_universe() -> dict:
         from expectations.checkpoint import validate_or_raise
 
-        return validate_or_raise(database_url(), "universe_daily").as_dict()
+        return validate_or_raise(database_url(), "universe_daily", run_key=run_key()).as_dict()
 
     @task
     def generate_docs() -> str:
@@ -89,7 +89,7 @@ def marketflow_features():
     def validate_features() -> dict:
         from expectations.checkpoint import validate_or_raise
 
-        return validate_or_raise(database_url(), "features_daily").as_dict()
+        return validate_or_raise(database_url(), "features_daily", run_key=run_key()).as_dict()
 
     checks = [validate_labels(), validate_universe(), generate_docs()]
     validate_raw_prices() >> dbt_models >> checks

@@ -13,7 +13,7 @@ from datetime import timedelta
 
 from airflow.sdk import CronTriggerTimetable, dag, task
 
-from dags.common import DEFAULT_ARGS, database_url
+from dags.common import DEFAULT_ARGS, database_url, run_key
 
 SUITES = ("raw_prices", "features_daily", "labels_daily", "universe_daily")
 
@@ -35,7 +35,7 @@ def marketflow_quality_sweep():
     def sweep(suite: str) -> dict:
         from expectations.checkpoint import validate_or_raise
 
-        return validate_or_raise(database_url(), suite, full=True).as_dict()
+        return validate_or_raise(database_url(), suite, full=True, run_key=run_key()).as_dict()
 
     sweep.expand(suite=list(SUITES))
 

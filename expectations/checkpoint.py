@@ -100,10 +100,16 @@ def default_docs_dir() -> Path:
 
 
 def run_checkpoint(
-    database_url: str, suite: str, docs_dir: Path | None = None, *, full: bool = False
+    database_url: str,
+    suite: str,
+    docs_dir: Path | None = None,
+    *,
+    full: bool = False,
+    run_key: str | None = None,
 ) -> ValidationSummary:
     """Validate the rows of the table behind `suite` changed since it last passed (the whole
-    table with `full=True`), record the run and return its summary.
+    table with `full=True`), record the run and return its summary. A run recorded under the
+    same `run_key` (an Airflow task's dag/run/task) is replaced, not added to.
 
     Bad data gives `success=False`; a missing table or an unreachable database raises.
     Data Docs for the run are written to `docs_dir/<suite>/` (see the module docstring).
@@ -142,7 +148,7 @@ def run_checkpoint(
         scope=scope.description,
         rows_validated=rows,
     )
-    summary = _record(database_url, summary, started_at)
+    summary = _record(database_url, summary, started_at, run_key)
 
     elapsed = time.perf_counter() - started
     level = logging.INFO if summary.success else logging.WARNING
@@ -151,10 +157,15 @@ def run_checkpoint(
 
 
 def validate_or_raise(
-    database_url: str, suite: str, docs_dir: Path | None = None, *, full: bool = False
+    database_url: str,
+    suite: str,
+    docs_dir: Path | None = None,
+    *,
+    full: bool = False,
+    run_key: str | None = None,
 ) -> ValidationSummary:
     """`run_checkpoint`, raising `ValidationFailed` when any expectation fails."""
-    summary = run_checkpoint(database_url, suite, docs_dir, full=full)
+    summary = run_checkpoint(database_url, suite, docs_dir, full=full, run_key=run_key)
     if not summary.success:
         raise ValidationFailed(summary)
     return summary
@@ -334,15 +345,21 @@ def _describe_failure(failure: dict[str, Any]) -> str:
 
 
 def _record(
-    database_url: str, summary: ValidationSummary, started_at: datetime
+    database_url: str, summary: ValidationSummary, started_at: datetime, run_key: str | None
 ) -> ValidationSummary:
     with connect(libpq_url(database_url)) as conn, conn.cursor() as cur:
         cur.execute(
             """
             insert into monitoring.validation_runs
                 (suite, data_asset, success, evaluated, failed, failed_expectations,
-                 started_at, scope, rows_validated)
-            values (%s, %s, %s, %s, %s, %s, %s, %s, %s)
+                 started_at, scope, rows_validated, run_key)
+            values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+            on conflict (suite, run_key) where run_key is not null do update set
+                data_asset = excluded.data_asset, success = excluded.success,
+                evaluated = excluded.evaluated, failed = excluded.failed,
+                failed_expectations = excluded.failed_expectations,
+                started_at = excluded.started_at, scope = excluded.scope,
+                rows_validated = excluded.rows_validated, created_at = now()
             returning id
             """,
             (
@@ -355,6 +372,7 @@ def _record(
                 started_at,
                 summary.scope,
                 summary.rows_validated,
+                run_key,
             ),
         )
         row = cur.fetchone()

@@ -105,6 +105,11 @@ alter table monitoring.validation_runs add column if not exists started_at times
 alter table monitoring.validation_runs add column if not exists scope text;
 alter table monitoring.validation_runs add column if not exists rows_validated bigint;
 create index if not exists validation_runs_suite_idx on monitoring.validation_runs (suite, id);
+-- The Airflow task try-independent key of a run (dag/run/task): a task that runs again (a
+-- retry, a re-queued task) replaces its row instead of adding a second one.
+alter table monitoring.validation_runs add column if not exists run_key text;
+create unique index if not exists validation_runs_run_key_idx
+    on monitoring.validation_runs (suite, run_key) where run_key is not null;
 
 -- API keys for the HTTP API: only the SHA-256 of each key is kept (keys are random tokens).
 create table if not exists api.api_keys (

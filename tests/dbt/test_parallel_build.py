@@ -127,3 +127,50 @@ def test_a_rebuild_from_an_early_day_runs_in_slices_and_equals_the_full_build(
         assert leftover_tables(url) == []
     finally:
         drop_database(admin_url, database_name(url))
+
+
+RUN_START_LOCK = 727401  # dbt/macros/run_start_lock.sql
+
+
+def test_concurrent_dbt_invocations_take_turns_through_the_run_start_hooks(
+    admin_url: str, database_url: str
+) -> None:
+    import threading
+    import time
+
+    url = new_database(admin_url, database_url, "runstart")
+    try:
+        holder = psycopg2.connect(url)
+        holder.autocommit = True
+        holder.cursor().execute("select pg_advisory_lock(%s)", (RUN_START_LOCK,))
+        errors: list[BaseException] = []
+
+        def build() -> None:
+            try:
+                run_dbt(["run", "--select", "stg_market__prices"], url)
+            except BaseException as exc:  # reported below
+                errors.append(exc)
+
+        worker = threading.Thread(target=build)
+        worker.start()
+        waited = False
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not waited:
+            # dbt's connection waits on the lock the test holds, before any shared object.
+            _, rows = query(url, "select count(*) from pg_locks where locktype = 'advisory'"
+                                 f" and objid = {RUN_START_LOCK} and not granted")  # fmt: skip
+            waited = rows[0][0] == 1
+            time.sleep(0.2)
+        assert waited and worker.is_alive()
+        _, rows = query(url, "select count(*) from information_schema.tables"
+                             " where table_schema = 'monitoring' and table_name = 'dbt_rebuilds'")  # fmt: skip
+        assert rows == [(0,)]  # the hooks behind the lock have not run
+
+        holder.cursor().execute("select pg_advisory_unlock(%s)", (RUN_START_LOCK,))
+        worker.join(timeout=120)
+        assert not worker.is_alive() and errors == []
+        _, rows = query(url, "select count(*) from pg_locks where locktype = 'advisory'")
+        assert rows == [(0,)]  # released by the last hook
+        holder.close()
+    finally:
+        drop_database(admin_url, database_name(url))

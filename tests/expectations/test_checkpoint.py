@@ -442,3 +442,16 @@ def test_every_run_writes_its_data_docs(db: str, tmp_path: Path) -> None:
         (tmp_path / "reports" / "data_docs" / "features_daily" / "validations").rglob("*.html")
     )
     assert len(pages) == 1
+
+
+def test_a_rerun_of_the_same_task_replaces_its_record_instead_of_adding_one(db: str) -> None:
+    insert_prices(db, good_prices())
+    first = validate_or_raise(db, "raw_prices", run_key="marketflow_features/run1/validate")
+    again = validate_or_raise(db, "raw_prices", run_key="marketflow_features/run1/validate")
+    other = validate_or_raise(db, "raw_prices", run_key="marketflow_features/run2/validate")
+    validate_or_raise(db, "raw_prices")  # a CLI run: no key, always a row of its own
+
+    assert again.validation_run_id == first.validation_run_id != other.validation_run_id
+    keys = execute(db, "select run_key from monitoring.validation_runs order by id")
+    assert keys == [("marketflow_features/run1/validate",),
+                    ("marketflow_features/run2/validate",), (None,)]  # fmt: skip
