@@ -2,7 +2,8 @@
 
 Keys are high-entropy (32 random bytes), so a plain SHA-256 is enough: nobody can guess a
 key from its hash, and the API can look a key up by its hash with one indexed query. The
-API only reads `api.api_keys` (it runs as the read-only role); the CLI creates and revokes
+API cannot read `api.api_keys` (its read-only role asks `api.active_key_id(hash)`, a SECURITY
+DEFINER function, whether one hash is an active key); the CLI creates and revokes
 keys as the database owner.
 """
 

@@ -76,7 +76,7 @@ limit 1
 
 DRIFT_REPORT = "select report_path from monitoring.drift_runs where run_id = %(run_id)s::uuid"
 
-ACTIVE_KEY = "select key_id from api.api_keys where key_hash = %s and revoked_at is null"
+ACTIVE_KEY = "select key_id from api.active_key_id(%s) as key_id where key_id is not null"
 
 # --- the page at `/` ---------------------------------------------------------------------------
 

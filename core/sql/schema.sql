@@ -123,6 +123,13 @@ create table if not exists api.api_keys (
 create unique index if not exists api_keys_active_name_idx
     on api.api_keys (name) where revoked_at is null;
 
+-- The one question the API asks of the keys: which active key has this hash? Answered with
+-- the owner's rights, so the API's role needs no access to the table of hashes.
+create or replace function api.active_key_id(candidate text) returns bigint
+language sql stable security definer set search_path = pg_catalog, api as $$
+    select key_id from api.api_keys where key_hash = candidate and revoked_at is null
+$$;
+
 -- One row per drift run and feature (the run itself is monitoring.drift_runs).
 create table if not exists monitoring.drift_features (
     run_id      uuid not null references monitoring.drift_runs (run_id) on delete cascade,

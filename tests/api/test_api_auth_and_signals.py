@@ -119,11 +119,24 @@ def test_cli_creates_lists_and_revokes_keys(
     assert len(keys) == 1 and keys[0].revoked_at is not None
 
 
-def test_the_api_role_cannot_write_keys(api_database_url: str) -> None:
+def test_the_api_role_cannot_write_keys_nor_read_their_hashes(
+    api_database_url: str, api_key: str
+) -> None:
+    from api.keys import hash_key
+
     conn = psycopg2.connect(api_database_url)
+    conn.autocommit = True
     try:
-        with pytest.raises(psycopg2.errors.InsufficientPrivilege), conn.cursor() as cur:
-            cur.execute("update api.api_keys set revoked_at = null")
+        for statement in ("update api.api_keys set revoked_at = null",
+                          "select key_hash from api.api_keys"):  # fmt: skip
+            with pytest.raises(psycopg2.errors.InsufficientPrivilege), conn.cursor() as cur:
+                cur.execute(statement)
+        # It can only ask whether one hash is an active key.
+        with conn.cursor() as cur:
+            cur.execute("select api.active_key_id(%s), api.active_key_id(%s)",
+                        (hash_key(api_key), hash_key("not-a-key")))  # fmt: skip
+            found, missing = cur.fetchone()
+        assert isinstance(found, int) and missing is None
     finally:
         conn.close()
 
