@@ -36,6 +36,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         # No request of this API needs more (a score request of every symbol is ~10 KB);
         # larger bodies get 413 before anything reads them.
         MAX_CONTENT_LENGTH=64 * 1024,
+        PUBLIC_PAGE=api.public_page,
+        PAGE_RATE_LIMIT=api.page_rate_limit,
+        RATELIMIT_STORAGE_URI=api.rate_limit_storage,
         **openapi.openapi_config("MarketFlow signals API"),
     )
     if config:
@@ -48,7 +51,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     smorest = openapi.init_app(app)
     for blp in BLUEPRINTS:
         smorest.register_blueprint(blp)
-    app.register_blueprint(pages.bp)
+    pages.init_app(app)
     return app
 
 

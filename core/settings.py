@@ -153,6 +153,18 @@ class ApiSettings(_Section):
     champion_check_seconds: Annotated[
         float, _env("MARKETFLOW_API_CHAMPION_CHECK_SECONDS", "champion_check_seconds")
     ] = 5.0
+    # The page at `/` (top signals, model card, equity curve, tear sheet) needs no key: off
+    # unless a deployment turns it on (the local demo stack does); 404 JSON when off.
+    public_page: Annotated[bool, _env("MARKETFLOW_API_PUBLIC_PAGE", "public_page")] = False
+    # Requests per client address to the page's routes (keyed API routes are not limited),
+    # counted per worker with memory:// (a redis:// storage, with the `redis` package, shares
+    # the count across workers).
+    page_rate_limit: Annotated[str, _env("MARKETFLOW_API_PAGE_RATE_LIMIT", "page_rate_limit")] = (
+        "60/minute"
+    )
+    rate_limit_storage: Annotated[
+        str, _env("MARKETFLOW_API_RATE_LIMIT_STORAGE", "rate_limit_storage")
+    ] = "memory://"
 
 
 class DbtSettings(_Section):

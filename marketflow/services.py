@@ -124,7 +124,12 @@ def services(settings: Settings | None = None) -> list[Service]:
             "api",
             [str(BIN / "gunicorn"), "-c", str(REPO_ROOT / "api" / "gunicorn.conf.py")],
             f"http://{api_bind}/api/v1/health",
-            {"MARKETFLOW_API_BIND": api_bind, "MARKETFLOW_API_DATABASE_URL": api_db},
+            # The demo's page is public (the default elsewhere is off).
+            {
+                "MARKETFLOW_API_BIND": api_bind,
+                "MARKETFLOW_API_DATABASE_URL": api_db,
+                "MARKETFLOW_API_PUBLIC_PAGE": "true",
+            },  # fmt: skip
         ),
     ]
 

@@ -52,6 +52,7 @@ def served(
         "MLFLOW_TRACKING_URI": mlflow_store["MLFLOW_TRACKING_URI"],
         "MARKETFLOW_MODEL_NAME": model_name,
         "MARKETFLOW_DATA_DIR": str(tmp / "data"),
+        "MARKETFLOW_API_PUBLIC_PAGE": "true",
     }
     with gunicorn(env, tmp / "gunicorn.log"):
         yield {
