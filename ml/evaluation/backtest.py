@@ -209,8 +209,9 @@ def performance(
     downside = np.sqrt(np.mean(np.minimum(r, 0) ** 2)) * np.sqrt(TRADING_DAYS)
     peak = np.maximum.accumulate(np.r_[1.0, equity])[1:]
     max_dd = float(min(0.0, (equity / peak - 1).min()))
-    low, high = bootstrap_sharpe_ci(r, seed=seed, n_boot=n_boot, block=block)
-    ret_low, ret_high = bootstrap_annual_return_ci(r, seed=seed, n_boot=n_boot, block=block)
+    samples = _block_samples(r, seed, n_boot, block)  # one set of resamples for both intervals
+    low, high = _sharpe_ci(samples)
+    ret_low, ret_high = _annual_return_ci(samples)
     return {
         "annual_return": annual,
         "annual_return_ci_low": ret_low,
@@ -248,12 +249,7 @@ def bootstrap_sharpe_ci(
     r: np.ndarray, seed: int = 0, n_boot: int = 500, block: int = 20, level: float = 0.95
 ) -> tuple[float, float]:
     """Block-bootstrap interval of the annualised Sharpe ratio."""
-    samples = _block_samples(r, seed, n_boot, block)
-    std = samples.std(axis=1, ddof=1)
-    safe = np.where(std > 0, std, 1.0)
-    sharpes = np.where(std > 0, samples.mean(axis=1) / safe * np.sqrt(TRADING_DAYS), np.nan)
-    alpha = (1 - level) / 2
-    return float(np.nanquantile(sharpes, alpha)), float(np.nanquantile(sharpes, 1 - alpha))
+    return _sharpe_ci(_block_samples(r, seed, n_boot, block), level)
 
 
 def bootstrap_annual_return_ci(
@@ -261,10 +257,21 @@ def bootstrap_annual_return_ci(
 ) -> tuple[float, float]:
     """Block-bootstrap interval of the geometric annual return (same resamples as the
     Sharpe interval for the same seed)."""
-    samples = _block_samples(r, seed, n_boot, block)
+    return _annual_return_ci(_block_samples(r, seed, n_boot, block), level)
+
+
+def _sharpe_ci(samples: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    std = samples.std(axis=1, ddof=1)
+    safe = np.where(std > 0, std, 1.0)
+    sharpes = np.where(std > 0, samples.mean(axis=1) / safe * np.sqrt(TRADING_DAYS), np.nan)
+    alpha = (1 - level) / 2
+    return float(np.nanquantile(sharpes, alpha)), float(np.nanquantile(sharpes, 1 - alpha))
+
+
+def _annual_return_ci(samples: np.ndarray, level: float = 0.95) -> tuple[float, float]:
     with np.errstate(invalid="ignore", divide="ignore"):
         growth = np.log1p(np.maximum(samples, -1 + 1e-12)).sum(axis=1)
-    annual = np.expm1(growth * TRADING_DAYS / r.shape[0])
+    annual = np.expm1(growth * TRADING_DAYS / samples.shape[1])
     alpha = (1 - level) / 2
     return float(np.nanquantile(annual, alpha)), float(np.nanquantile(annual, 1 - alpha))
 
