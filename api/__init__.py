@@ -24,6 +24,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config.from_mapping(
         DATABASE_URL=api.database_url,
         DATABASE_CONNECT_TIMEOUT=api.connect_timeout,
+        DATABASE_READ_TIMEOUT=api.read_timeout,
         DATABASE_STATEMENT_TIMEOUT_MS=api.statement_timeout_ms,
         DATABASE_POOL_SIZE=api.pool_size,
         MLFLOW_TRACKING_URI=settings.mlflow.tracking_uri,

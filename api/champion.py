@@ -305,9 +305,10 @@ def score_symbols(conn: Any, symbols: list[str]) -> dict[str, Any]:
         abort(
             503, description=f"no champion model to score with{': ' + refusal if refusal else ''}"
         )
+    from api.db import fetch_rows
     from ml.online import score_symbols as score
 
-    result = score(conn, champion, symbols)
+    result = score(conn, champion, symbols, run=fetch_rows)
     if not result["scores"] and result["trade_date"] is None:
         abort(503, description="no features to score yet")
     if not result["scores"]:

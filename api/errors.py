@@ -11,6 +11,8 @@ from flask import Flask, Response, current_app, jsonify
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as WerkzeugResponse
 
+from api.db import STALL_BACKOFF_S, DatabaseTimeout
+
 
 def error_response(status: int, error: str, detail: str) -> Response:
     response = jsonify(error=error, detail=detail)
@@ -54,6 +56,13 @@ def handle_query_canceled(exc: psycopg2.errors.QueryCanceled) -> Response:
     return error_response(503, "service_unavailable", "database query timed out")
 
 
+def handle_database_timeout(exc: DatabaseTimeout) -> Response:
+    current_app.logger.warning("database stalled: %s", str(exc).strip())
+    response = error_response(503, "service_unavailable", "database did not answer in time")
+    response.headers["Retry-After"] = str(int(STALL_BACKOFF_S))
+    return response
+
+
 def handle_operational_error(exc: psycopg2.OperationalError) -> Response:
     current_app.logger.warning("database unreachable: %s", str(exc).strip())
     return error_response(503, "service_unavailable", "database unreachable")
@@ -68,5 +77,6 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(HTTPException, handle_http_exception)
     # QueryCanceled (statement_timeout) is an OperationalError; the most specific handler wins.
     app.register_error_handler(psycopg2.errors.QueryCanceled, handle_query_canceled)
+    app.register_error_handler(DatabaseTimeout, handle_database_timeout)
     app.register_error_handler(psycopg2.OperationalError, handle_operational_error)
     app.register_error_handler(Exception, handle_unexpected_error)

@@ -122,14 +122,18 @@ class ApiSettings(_Section):
     database_url: Annotated[str, _env("MARKETFLOW_API_DATABASE_URL", "database_url")] = (
         "postgresql://marketflow_api@127.0.0.1:5432/marketflow"
     )
-    # Seconds to wait for a TCP connection before answering 503.
+    # Client-side deadlines (seconds): opening a connection, and any one query's answer. A
+    # database that accepts connections but answers nothing costs a request at most this
+    # long (503 JSON), never a worker (api/db.py).
     connect_timeout: Annotated[
-        int, _env("MARKETFLOW_API_DB_CONNECT_TIMEOUT", "connect_timeout")
-    ] = 3
-    # Server-side cap on every query, so a slow query cannot pin a gunicorn worker.
+        float, _env("MARKETFLOW_API_DB_CONNECT_TIMEOUT", "connect_timeout")
+    ] = 1.5
+    read_timeout: Annotated[float, _env("MARKETFLOW_API_DB_READ_TIMEOUT", "read_timeout")] = 1.75
+    # Server-side cap on every query (shorter than the read deadline, so the server cancels
+    # a slow query and the connection is kept), so a slow query cannot pin a worker.
     statement_timeout_ms: Annotated[
         int, _env("MARKETFLOW_API_DB_STATEMENT_TIMEOUT_MS", "statement_timeout_ms")
-    ] = 5000
+    ] = 1500
     # Idle connections kept per worker process between requests.
     pool_size: Annotated[int, _env("MARKETFLOW_API_DB_POOL_SIZE", "pool_size")] = 4
     bind: Annotated[str, _env("MARKETFLOW_API_BIND", "bind")] = "127.0.0.1:8000"

@@ -144,12 +144,61 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _pid(path: Path) -> int | None:
+def _recorded(path: Path) -> int | None:
     try:
-        pid = int(path.read_text().strip())
+        return int(path.read_text().strip())
     except (FileNotFoundError, ValueError):
         return None
-    return pid if _alive(pid) else None
+
+
+def _pid(path: Path) -> int | None:
+    pid = _recorded(path)
+    return pid if pid is not None and _alive(pid) else None
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether any live process (not a zombie waiting for its parent) is in group `pgid`."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return True
+    for stat in proc.glob("[0-9]*/stat"):
+        try:
+            # pid (comm) state ppid pgrp ...: comm may hold spaces and parentheses.
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            return True
+    return False
+
+
+def _stop_group(pgid: int, timeout: float) -> None:
+    """SIGTERM every process of the service's group, SIGKILL what is left after `timeout`.
+
+    Each service is started as its own session (process group id = its pid), so this also
+    reaches the children of a leader that has already died: a scheduler killed with SIGKILL
+    leaves its log and health servers running on their ports, in the same group."""
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and _group_alive(pgid):
+        time.sleep(0.2)
+    if _group_alive(pgid):
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and _group_alive(pgid):
+            time.sleep(0.1)
 
 
 def wait_http(url: str, timeout: float = 120.0, pid: int | None = None) -> bool:
@@ -170,17 +219,25 @@ def wait_http(url: str, timeout: float = 120.0, pid: int | None = None) -> bool:
     return False
 
 
-def start_all(settings: Settings | None = None, echo=print) -> None:
+def start_all(
+    settings: Settings | None = None, echo=print, stack: list[Service] | None = None
+) -> None:
     settings = settings or get_settings()
+    stack = services(settings) if stack is None else stack
     rd = run_dir(settings)
     logs = rd / "logs"
     logs.mkdir(exist_ok=True)
     logs.chmod(0o700)  # task output and service logs may quote configuration
-    for svc in services(settings):
+    for svc in stack:
         pidfile = rd / f"{svc.name}.pid"
         if _pid(pidfile):
             echo(f"  {svc.name:<22} already running (pid {_pid(pidfile)})")
             continue
+        orphaned = _recorded(pidfile)
+        if orphaned is not None and _group_alive(orphaned):
+            # The leader died (SIGKILL, OOM) but its children still hold ports and memory.
+            echo(f"  {svc.name:<22} stopping what its dead process (pid {orphaned}) left")
+            _stop_group(orphaned, timeout=10)
         # Handed to the child, closed below; owner-only like the folder.
         log = os.fdopen(os.open(logs / f"{svc.name}.log",
                                 os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")  # fmt: skip
@@ -197,7 +254,7 @@ def start_all(settings: Settings | None = None, echo=print) -> None:
         echo(f"  {svc.name:<22} started (pid {proc.pid}, log {logs / (svc.name + '.log')})")
         if svc.gate:
             _check_healthy(svc, rd)
-    for svc in services(settings):
+    for svc in stack:
         _check_healthy(svc, rd)
 
 
@@ -211,26 +268,27 @@ def _check_healthy(svc: Service, rd: Path) -> None:
         )
 
 
-def stop_all(settings: Settings | None = None, echo=print, timeout: float = 30.0) -> None:
+def stop_all(
+    settings: Settings | None = None,
+    echo=print,
+    timeout: float = 30.0,
+    stack: list[Service] | None = None,
+) -> None:
+    """Stop every service's whole process group, the leader's children included, even when
+    the leader itself is already gone."""
     settings = settings or get_settings()
+    stack = services(settings) if stack is None else stack
     rd = run_dir(settings)
-    for svc in reversed(services(settings)):
+    for svc in reversed(stack):
         pidfile = rd / f"{svc.name}.pid"
-        pid = _pid(pidfile)
-        if pid is None:
+        pid = _recorded(pidfile)
+        if pid is None or not _group_alive(pid):
             pidfile.unlink(missing_ok=True)
             continue
-        try:
-            os.killpg(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and _alive(pid):
-            time.sleep(0.5)
-        if _alive(pid):
-            os.killpg(pid, signal.SIGKILL)
+        leader = "" if _alive(pid) else ", its leader already dead"
+        _stop_group(pid, timeout)
         pidfile.unlink(missing_ok=True)
-        echo(f"  stopped {svc.name} (pid {pid})")
+        echo(f"  stopped {svc.name} (process group {pid}{leader})")
 
 
 def status(settings: Settings | None = None) -> dict[str, int | None]:

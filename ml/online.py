@@ -14,10 +14,13 @@ from ml.data.lookback import read_lookback
 from ml.inference import Champion, score_rows
 
 
-def score_symbols(conn: Any, champion: Champion, symbols: list[str]) -> dict[str, Any]:
-    """Scores of `symbols` on the latest feature date; symbols without a score are listed."""
+def score_symbols(
+    conn: Any, champion: Champion, symbols: list[str], run: Any = None
+) -> dict[str, Any]:
+    """Scores of `symbols` on the latest feature date; symbols without a score are listed.
+    `run`: how the look-back query runs (ml.data.lookback.read_lookback)."""
     day, frame = read_lookback(
-        conn, champion.features, champion.lookback, symbols=symbols, bounded=True
+        conn, champion.features, champion.lookback, symbols=symbols, bounded=True, run=run
     )
     if day is None:
         return {"trade_date": None, "scores": [], "unscored_symbols": list(symbols)}

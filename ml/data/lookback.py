@@ -9,6 +9,7 @@ day read comes back with the rows.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
 from typing import Any
 
@@ -83,6 +84,7 @@ def read_lookback(
     day: date | None = None,
     universe: bool = False,
     bounded: bool = False,
+    run: Callable[[str, dict[str, Any]], list[Any]] | None = None,
 ) -> tuple[date | None, pd.DataFrame]:
     """(the day, for each symbol its last `lookback` rows up to it: symbol, trade_date, features),
     sorted by symbol then date.
@@ -92,6 +94,8 @@ def read_lookback(
     in `marts.universe_daily` on the day; `bounded`: scan only the last `2 * lookback + 14`
     calendar days (a trading day is at most ~1.5 calendar days on average: the margin bounds
     the scan for the API; a symbol with a longer gap then has too short a window).
+    `run(query, params)`: how to run the query and fetch its rows (default: a cursor of
+    `conn`; the API passes its own, which has a deadline).
     """
     query = _query(conn, tuple(features), symbols is not None, universe, bounded)
     params = {
@@ -100,9 +104,12 @@ def read_lookback(
         "lookback": lookback,
         "calendar_days": 2 * lookback + 14,
     }
-    with conn.cursor() as cur:
-        cur.execute(query, params)
-        rows = cur.fetchall()
+    if run is None:
+        with conn.cursor() as cur:
+            cur.execute(query, params)
+            rows = cur.fetchall()
+    else:
+        rows = run(query, params)
     latest: date | None = rows[0][0] if rows else None
     found = [row[1:] for row in rows if row[1] is not None]
     frame = pd.DataFrame(found, columns=["symbol", "trade_date", *features])

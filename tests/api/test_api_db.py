@@ -95,10 +95,10 @@ def test_the_connection_is_read_only_even_for_a_writing_role(
 ) -> None:
     app = make_app(api_owner_url)  # the owner may write; the API's session still may not
     with app.app_context():
-        from api.db import get_db
+        from api.db import fetch_all
 
-        with pytest.raises(psycopg2.errors.ReadOnlySqlTransaction), get_db().cursor() as cur:
-            cur.execute("delete from signals.daily_signals")
+        with pytest.raises(psycopg2.errors.ReadOnlySqlTransaction):
+            fetch_all("delete from signals.daily_signals returning symbol")
 
 
 def test_the_api_does_not_import_heavy_libraries(api_database_url: str, api_key: str) -> None:

@@ -2,72 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
-from tests.api.api_test_helpers import signal_row
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-GUNICORN = Path(sys.executable).with_name("gunicorn")
-STARTUP_TIMEOUT_S = 15
-
-
-def get_json(url: str, key: str | None = None) -> tuple[int, dict]:
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
-    try:
-        with urllib.request.urlopen(
-            urllib.request.Request(url, headers=headers), timeout=5
-        ) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read())
-
-
-def wait_for_health(base: str, server: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while time.monotonic() < deadline:
-        assert server.poll() is None, f"gunicorn exited early:\n{log.read_text()}"
-        try:
-            if get_json(f"{base}/api/v1/health") == (200, {"status": "ok", "database": "ok"}):
-                return
-        except (urllib.error.URLError, ConnectionError):
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"no healthy answer within {STARTUP_TIMEOUT_S}s:\n{log.read_text()}")
-
-
-@contextmanager
-def gunicorn(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen]:
-    """`gunicorn -c api/gunicorn.conf.py` under `env`, healthy on MARKETFLOW_API_BIND before
-    the body runs; on the way out SIGTERM, then SIGKILL after 15 s (which fails the test)."""
-    with log.open("w") as log_file:
-        server = subprocess.Popen(
-            [str(GUNICORN), "-c", "api/gunicorn.conf.py"],
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            wait_for_health(f"http://{env['MARKETFLOW_API_BIND']}", server, log)
-            yield server
-        finally:
-            server.terminate()
-            try:
-                server.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
-                raise
+from tests.api.api_test_helpers import get_json, gunicorn, signal_row
 
 
 def test_gunicorn_serves_the_latest_signals(

@@ -1,0 +1,99 @@
+"""A database that accepts connections and answers nothing (its server frozen with SIGSTOP)
+costs each API request at most ~2 s and a 503 JSON, never a gunicorn worker; the API serves
+again as soon as the database does."""
+
+from __future__ import annotations
+
+import os
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from api.keys import create_key
+from core.db import init_database
+from tests.api.api_test_helpers import (
+    API_ROLE,
+    as_role,
+    free_port,
+    get_json,
+    gunicorn,
+    insert_signals,
+    signal_row,
+)
+from tests.faults.own_postgres import OwnPostgres, own_postgres
+
+DEADLINE_S = 2.0
+
+
+@pytest.fixture
+def server() -> OwnPostgres:
+    with own_postgres() as pg:
+        yield pg
+
+
+def _children(pid: int) -> set[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return {int(p) for p in path.read_text().split()}
+
+
+def _timed(url: str, key: str) -> tuple[int, dict, float]:
+    start = time.monotonic()
+    status, body = get_json(url, key)
+    return status, body, time.monotonic() - start
+
+
+def test_a_stalled_database_costs_a_request_2s_and_a_503_never_a_worker(
+    server: OwnPostgres, tmp_path: Path
+) -> None:
+    owner = server.url("marketflow_faults")
+    init_database(owner, server.admin_url)
+    _, key = create_key(owner, "drill")
+    insert_signals(owner, [signal_row(date(2024, 3, 8), "AAPL", 1, signal="long")])
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {
+        **os.environ,
+        "MARKETFLOW_API_BIND": f"127.0.0.1:{port}",
+        "MARKETFLOW_API_DATABASE_URL": as_role(owner, API_ROLE),
+        "MARKETFLOW_API_WORKERS": "2",
+        # Every request asks the database: nothing is answered from a cache.
+        "MARKETFLOW_API_KEY_CACHE_SECONDS": "0",
+        "MARKETFLOW_API_SIGNALS_CACHE_SECONDS": "0",
+    }
+    latest = f"{base}/api/v1/signals/latest"
+    with gunicorn(env, tmp_path / "gunicorn.log") as master:
+        with ThreadPoolExecutor(8) as pool:  # both workers hold pooled connections now
+            assert {s for s, _, _ in pool.map(lambda _: _timed(latest, key), range(16))} == {200}
+        workers = _children(master.pid)
+        assert len(workers) == 2
+
+        server.stall()
+        try:
+            with ThreadPoolExecutor(8) as pool:
+                stalled = list(pool.map(lambda _: _timed(latest, key), range(8)))
+            health = _timed(f"{base}/api/v1/health", key)
+        finally:
+            server.resume()
+
+        for status, body, seconds in [*stalled, health]:
+            assert status == 503, body
+            assert body["error"] == "service_unavailable"
+            assert body["detail"] in ("database did not answer in time", "database unreachable")
+            assert seconds < DEADLINE_S, f"a request waited {seconds:.2f} s for a frozen database"
+        # Each worker took ~1.75 s per queued request, not the 30 s gunicorn timeout: same pids.
+        assert _children(master.pid) == workers
+
+        deadline = time.monotonic() + 20
+        while True:  # the server thaws: the next requests open fresh connections
+            status, body, _ = _timed(latest, key)
+            if status == 200 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert status == 200 and body["count"] == 1, body
+        with urllib.request.urlopen(f"{base}/api/v1/health", timeout=5) as response:
+            assert response.status == 200
+        assert _children(master.pid) == workers
