@@ -96,3 +96,33 @@ def mlflow_store(
         "MARKETFLOW_DATA_DIR": str(data_dir),
     }
     drop_database(admin_url, name)
+
+
+MARKET_SYMBOLS = ["AAPL", "GOOG", "IBM", "MSFT"]
+
+
+@pytest.fixture(scope="session")
+def market_url(admin_url: str) -> Iterator[str]:
+    """The sample provider's prices for MARKET_SYMBOLS, 2008-2012, run through the real dbt
+    project, so `marts.features_daily` and `marts.labels_daily` are what training reads in
+    production. Built once per session."""
+    from datetime import date
+
+    from core.dbt import build
+    from ingest.loader import ingest
+
+    name = f"{TEST_ID}_ml_{uuid.uuid4().hex[:8]}"
+    url = _test_url(name)
+    init_database(url, admin_url)
+    try:
+        batch = ingest(url, "sample", MARKET_SYMBOLS, date(2008, 1, 1), date(2012, 12, 31))
+        assert batch.rows_inserted > 0 and batch.rows_rejected == 0
+        build(url)
+        yield url
+    finally:
+        drop_database(admin_url, name)
+
+
+@pytest.fixture(scope="session")
+def market_symbols() -> list[str]:
+    return list(MARKET_SYMBOLS)
