@@ -56,6 +56,15 @@ class MlflowSettings(_Section):
     model_name: Annotated[str, _env("MARKETFLOW_MODEL_NAME", "model_name")] = "marketflow_signal"
     # Where people open MLflow runs (the API's model card links there); empty: no link.
     ui_url: Annotated[str, _env("MARKETFLOW_API_MLFLOW_UI_URL", "ui_url")] = ""
+    # A read-only MLflow identity for loading the champion (batch scoring); the pipeline's own
+    # identity (MLFLOW_TRACKING_USERNAME/PASSWORD, read by MLflow itself) writes runs, models
+    # and aliases. Empty: load with whatever identity the process has.
+    reader_username: Annotated[
+        str, _env("MARKETFLOW_MLFLOW_READER_USERNAME", "reader_username")
+    ] = ""
+    reader_password: Annotated[
+        str, _env("MARKETFLOW_MLFLOW_READER_PASSWORD", "reader_password")
+    ] = ""
 
 
 class IngestSettings(_Section):

@@ -303,6 +303,25 @@ def cmd_up(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_mlflow_reader(args: argparse.Namespace) -> int:
+    """Create (or re-password) MLflow's read-only user: the admin from MLFLOW_TRACKING_USERNAME
+    and _PASSWORD, the reader from MARKETFLOW_MLFLOW_READER_USERNAME and _PASSWORD. The local
+    stack does this itself; compose runs it once after MLflow is healthy."""
+    from marketflow.services import ensure_mlflow_reader
+
+    settings = get_settings()
+    admin = (os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD"))
+    reader = (settings.mlflow.reader_username, settings.mlflow.reader_password)
+    if not all(admin) or not all(reader):
+        raise ValueError(
+            "set MLFLOW_TRACKING_USERNAME/_PASSWORD (MLflow's admin) and "
+            "MARKETFLOW_MLFLOW_READER_USERNAME/_PASSWORD (the user to create)"
+        )
+    ensure_mlflow_reader(settings.mlflow.tracking_uri, (admin[0] or "", admin[1] or ""), reader)
+    print(f"MLflow user {reader[0]!r} can read {settings.mlflow.tracking_uri}")
+    return 0
+
+
 def cmd_down(args: argparse.Namespace) -> int:
     from marketflow import services
 
@@ -502,12 +521,31 @@ def build_parser() -> argparse.ArgumentParser:
         func=cmd_up
     )
     sub.add_parser("down", help="stop what `up`/`demo` started").set_defaults(func=cmd_down)
+    sub.add_parser(
+        "mlflow-reader", help="create MLflow's read-only user (the API's and scoring's identity)"
+    ).set_defaults(func=cmd_mlflow_reader)
     p = sub.add_parser("demo", help="up, then run the whole DAG chain on the sample data")
     p.add_argument("--start", default="2000-01-01")
     p.add_argument("--end", default="2013-12-31")
     p.add_argument("--timeout", type=float, default=1800)
     p.set_defaults(func=cmd_demo)
     return parser
+
+
+def _stack_mlflow_identity() -> None:
+    """The local stack's MLflow wants a sign-in: a command run from this checkout talks to it
+    as the pipeline (marketflow/services.py wrote the credentials, owner-only), unless the
+    environment names an identity already or MLflow is not a server."""
+    from marketflow.services import mlflow_identities_file, pipeline_mlflow_env
+
+    settings = get_settings()
+    if "MLFLOW_TRACKING_USERNAME" in os.environ:
+        return
+    if not settings.mlflow.tracking_uri.startswith(("http://", "https://")):
+        return
+    if mlflow_identities_file(settings).exists():
+        for key, value in pipeline_mlflow_env(settings).items():
+            os.environ.setdefault(key, value)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -518,6 +556,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     for noisy in ("great_expectations", "alembic", "urllib3", "matplotlib"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    _stack_mlflow_identity()
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

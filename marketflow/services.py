@@ -6,6 +6,7 @@ process gets its own session so that stopping it takes its workers along.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import secrets
@@ -15,6 +16,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,12 +34,102 @@ class Service:
     env: dict[str, str]
     # Start nothing after this one until it is healthy (tasks need Airflow's execution API).
     gate: bool = False
+    # Run once the service is healthy (e.g. MLflow's read-only user), before the next starts.
+    ready: Callable[[], None] | None = None
 
 
 def run_dir(settings: Settings) -> Path:
     path = settings.data_dir / "run"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+PIPELINE_USER, READER_USER = "marketflow", "marketflow_reader"
+
+
+def mlflow_identities(settings: Settings) -> dict[str, str]:
+    """The local stack's MLflow credentials, generated once into an owner-only file: the
+    pipeline's identity (MLflow's admin: runs, models, aliases), a read-only one (the API,
+    batch scoring) and the auth app's session secret."""
+    path = mlflow_identities_file(settings)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        identities = {
+            "pipeline_username": PIPELINE_USER,
+            "pipeline_password": secrets.token_urlsafe(18),
+            "reader_username": READER_USER,
+            "reader_password": secrets.token_urlsafe(18),
+            "secret_key": secrets.token_urlsafe(32),
+        }
+        _write_private(path, json.dumps(identities, indent=1) + "\n")
+    path.chmod(0o600)
+    loaded: dict[str, str] = json.loads(path.read_text())
+    return loaded
+
+
+def mlflow_identities_file(settings: Settings | None = None) -> Path:
+    settings = settings or get_settings()
+    return settings.data_dir / "mlflow" / "identities.json"
+
+
+def pipeline_mlflow_env(settings: Settings) -> dict[str, str]:
+    """What a process talking to the stack's MLflow as the pipeline needs (Airflow, the CLI),
+    the read-only identity included for batch scoring (ml.registry.tracking.reader_identity)."""
+    ids = mlflow_identities(settings)
+    return {
+        "MLFLOW_TRACKING_USERNAME": ids["pipeline_username"],
+        "MLFLOW_TRACKING_PASSWORD": ids["pipeline_password"],
+        "MARKETFLOW_MLFLOW_READER_USERNAME": ids["reader_username"],
+        "MARKETFLOW_MLFLOW_READER_PASSWORD": ids["reader_password"],
+    }
+
+
+def _mlflow_auth_config(settings: Settings) -> Path:
+    """MLflow's basic-auth app configuration: every signed-in user may read, only the admin
+    (the pipeline) writes what it did not create; the user store is a SQLite file beside it.
+    The admin's name and password come from the environment, never from this file."""
+    folder = settings.data_dir / "mlflow"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "basic_auth.ini"
+    _write_private(path, "\n".join([
+        "[mlflow]",
+        "default_permission = READ",
+        f"database_uri = sqlite:///{folder / 'basic_auth.db'}",
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth",
+        "grant_default_workspace_access = false",
+        "",
+    ]))  # fmt: skip
+    return path
+
+
+def ensure_mlflow_reader(
+    tracking_uri: str, admin: tuple[str, str], reader: tuple[str, str]
+) -> None:
+    """Create MLflow's read-only user `reader` (name, password), or reset its password to the
+    given one when it exists, signed in as the auth app's `admin`. Through MLflow's own user
+    REST API (the auth app has no CLI for it)."""
+    base = tracking_uri.rstrip("/") + "/api/2.0/mlflow/users"
+    token = base64.b64encode(f"{admin[0]}:{admin[1]}".encode()).decode()
+    headers = {"Authorization": f"Basic {token}", "Content-Type": "application/json"}
+    body = json.dumps({"username": reader[0], "password": reader[1]}).encode()
+    for method, path in (("POST", "create"), ("PATCH", "update-password")):
+        request = urllib.request.Request(f"{base}/{path}", body, headers, method=method)
+        try:
+            with urllib.request.urlopen(request, timeout=30):
+                return
+        except urllib.error.HTTPError as err:
+            if path == "create" and b"already exists" in err.read():
+                continue  # kept from an earlier start: make its password the current one
+            raise RuntimeError(f"could not set up MLflow's read-only user: {err}") from err
+
+
+def _ensure_stack_reader(settings: Settings) -> None:
+    ids = mlflow_identities(settings)
+    ensure_mlflow_reader(
+        settings.mlflow.tracking_uri,
+        (ids["pipeline_username"], ids["pipeline_password"]),
+        (ids["reader_username"], ids["reader_password"]),
+    )
 
 
 def airflow_env(settings: Settings | None = None) -> dict[str, str]:
@@ -77,6 +169,7 @@ def airflow_env(settings: Settings | None = None) -> dict[str, str]:
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
         "MARKETFLOW_DATABASE_URL": settings.db.url,
         "MLFLOW_TRACKING_URI": settings.mlflow.tracking_uri,
+        **pipeline_mlflow_env(settings),
         "MARKETFLOW_DATA_DIR": str(settings.data_dir),
         "PYTHONPATH": str(REPO_ROOT),
     }
@@ -91,6 +184,7 @@ def services(settings: Settings | None = None) -> list[Service]:
     # The API's own URL when one is set, else the pipeline's server as the read-only role.
     explicit = "database_url" in settings.api.model_fields_set
     api_db = settings.api.database_url if explicit else read_only_url(settings.db.url)
+    ids = mlflow_identities(settings)
     return [
         Service(
             "mlflow",
@@ -107,9 +201,20 @@ def services(settings: Settings | None = None) -> list[Service]:
                 mlflow_port,
                 "--workers",
                 "1",
+                # Sign-in required; only the pipeline's identity may write (see mlflow_identities).
+                "--app-name",
+                "basic-auth",
             ],
             f"http://127.0.0.1:{mlflow_port}/health",
-            {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+            {
+                "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+                "MLFLOW_AUTH_CONFIG_PATH": str(_mlflow_auth_config(settings)),
+                "MLFLOW_AUTH_ADMIN_USERNAME": ids["pipeline_username"],
+                "MLFLOW_AUTH_ADMIN_PASSWORD": ids["pipeline_password"],
+                "MLFLOW_FLASK_SERVER_SECRET_KEY": ids["secret_key"],
+            },
+            gate=True,
+            ready=lambda: _ensure_stack_reader(settings),
         ),
         Service(
             "airflow-api-server",
@@ -129,6 +234,9 @@ def services(settings: Settings | None = None) -> list[Service]:
                 "MARKETFLOW_API_BIND": api_bind,
                 "MARKETFLOW_API_DATABASE_URL": api_db,
                 "MARKETFLOW_API_PUBLIC_PAGE": "true",
+                # The API reads the registry as the read-only identity.
+                "MLFLOW_TRACKING_USERNAME": ids["reader_username"],
+                "MLFLOW_TRACKING_PASSWORD": ids["reader_password"],
             },  # fmt: skip
         ),
     ]
@@ -254,6 +362,9 @@ def start_all(
         echo(f"  {svc.name:<22} started (pid {proc.pid}, log {logs / (svc.name + '.log')})")
         if svc.gate:
             _check_healthy(svc, rd)
+        if svc.ready is not None:
+            _check_healthy(svc, rd)
+            svc.ready()
     for svc in stack:
         _check_healthy(svc, rd)
 

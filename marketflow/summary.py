@@ -131,14 +131,19 @@ def render(info: dict[str, Any], settings: Settings | None = None, urls: bool = 
         )
         lines.append(f"drift report        {path}")
     if urls:
-        from marketflow.services import airflow_password_file
+        from marketflow.services import (
+            PIPELINE_USER,
+            airflow_password_file,
+            mlflow_identities_file,
+        )
 
         # Where the password is, not the password: summaries end up in terminals and CI logs.
         pw = f"password in {airflow_password_file(settings)}"
+        ml_pw = f"pipeline_password in {mlflow_identities_file(settings)}"
         lines += [
             "",
             f"Airflow UI          http://127.0.0.1:8080   (login admin / {pw})",
-            f"MLflow UI           {settings.mlflow.tracking_uri}",
+            f"MLflow UI           {settings.mlflow.tracking_uri}   (login {PIPELINE_USER} / {ml_pw})",
             "Signals API         http://127.0.0.1:8000/api/v1/signals/latest",
             "Stop everything     make down",
         ]

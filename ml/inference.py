@@ -25,7 +25,7 @@ import pandas as pd
 from core.settings import Settings, get_settings
 from ml.registry.card import card_from_version, champion_version
 from ml.registry.provenance import DigestLookup, database_lookup, verified_model_dir
-from ml.registry.tracking import configure
+from ml.registry.tracking import configure, reader_identity
 
 
 @dataclass(frozen=True)
@@ -51,17 +51,18 @@ def load_champion(
     import mlflow
 
     settings = settings or get_settings()
-    version = champion_version(configure(settings), settings.mlflow.model_name)
-    if version is None:
-        return None
-    lookup = lookup or database_lookup(settings.db.url)
-    root = cache_dir or settings.data_dir / "champions"
-    root.mkdir(parents=True, exist_ok=True)
-    # The verified copy is loaded and then removed: the whole model is in its pickle.
-    with tempfile.TemporaryDirectory(prefix=f"v{version.version}_", dir=root) as dst:
-        name, number = settings.mlflow.model_name, str(version.version)
-        local = verified_model_dir(name, number, lookup, Path(dst))
-        model = mlflow.pyfunc.load_model(str(local))
+    with reader_identity(settings):
+        version = champion_version(configure(settings), settings.mlflow.model_name)
+        if version is None:
+            return None
+        lookup = lookup or database_lookup(settings.db.url)
+        root = cache_dir or settings.data_dir / "champions"
+        root.mkdir(parents=True, exist_ok=True)
+        # The verified copy is loaded and then removed: the whole model is in its pickle.
+        with tempfile.TemporaryDirectory(prefix=f"v{version.version}_", dir=root) as dst:
+            name, number = settings.mlflow.model_name, str(version.version)
+            local = verified_model_dir(name, number, lookup, Path(dst))
+            model = mlflow.pyfunc.load_model(str(local))
     python_model = _python_model(model)
     card = card_from_version(version)
     features = list(getattr(python_model, "features", None) or card.features)

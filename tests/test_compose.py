@@ -7,6 +7,7 @@ where the compose CLI is installed.
 
 from __future__ import annotations
 
+import configparser
 import fnmatch
 import os
 import re
@@ -55,6 +56,13 @@ SHARED_AIRFLOW_SETTINGS = (
     "MARKETFLOW_DATABASE_URL",
     "MLFLOW_TRACKING_URI",
 )
+# The MLflow server's settings that differ per deployment by nature (secrets, a file's path).
+MLFLOW_PER_DEPLOYMENT = {
+    "MLFLOW_AUTH_CONFIG_PATH",
+    "MLFLOW_AUTH_ADMIN_USERNAME",
+    "MLFLOW_AUTH_ADMIN_PASSWORD",
+    "MLFLOW_FLASK_SERVER_SECRET_KEY",
+}
 # Stand-ins for the values .env must supply (the `${VAR:?}` ones); not secrets.
 TEST_ENV = {
     "POSTGRES_PASSWORD": "test-postgres-pw",
@@ -63,6 +71,9 @@ TEST_ENV = {
     "MARKETFLOW_ANALYST_DB_PASSWORD": "test-analyst-pw",
     "AIRFLOW_JWT_SECRET": "test-jwt-secret",
     "AIRFLOW_API_SECRET_KEY": "test-api-secret-key",
+    "MLFLOW_PIPELINE_PASSWORD": "test-mlflow-pipeline-pw",
+    "MLFLOW_READER_PASSWORD": "test-mlflow-reader-pw",
+    "MLFLOW_FLASK_SERVER_SECRET_KEY": "test-mlflow-secret-key",
 }
 
 _VAR_REF = re.compile(
@@ -448,6 +459,33 @@ def test_mlflow_service(services):
     assert any(fnmatch.fnmatch(host, pattern) for pattern in allowed), host
 
 
+def test_mlflow_asks_for_a_sign_in_and_the_api_reads_as_the_read_only_user(services):
+    mlflow = services["mlflow"]
+    assert _flag(_command(mlflow), "--app-name") == "basic-auth"
+    env = _environment(mlflow)
+    config = configparser.ConfigParser()
+    config.read(REPO / env["MLFLOW_AUTH_CONFIG_PATH"].removeprefix("/opt/marketflow/"))
+    assert config["mlflow"]["default_permission"] == "READ"
+    assert "admin_password" not in config["mlflow"]  # from the environment only
+    # The user store is on the server's volume: it survives a container restart.
+    store = config["mlflow"]["database_uri"].removeprefix("sqlite:///")
+    mounts = [str(v).split(":")[1] for v in mlflow.get("volumes", [])]
+    assert any(store.startswith(m.rstrip("/") + "/") for m in mounts), store
+    pipeline = _environment(services["airflow-worker"])
+    assert pipeline["MLFLOW_TRACKING_USERNAME"] == env["MLFLOW_AUTH_ADMIN_USERNAME"]
+    assert pipeline["MLFLOW_TRACKING_PASSWORD"] == env["MLFLOW_AUTH_ADMIN_PASSWORD"]
+    api = _environment(services["api"])
+    assert api["MLFLOW_TRACKING_USERNAME"] == pipeline["MARKETFLOW_MLFLOW_READER_USERNAME"]
+    assert api["MLFLOW_TRACKING_PASSWORD"] == pipeline["MARKETFLOW_MLFLOW_READER_PASSWORD"]
+    assert api["MLFLOW_TRACKING_USERNAME"] != env["MLFLOW_AUTH_ADMIN_USERNAME"]
+    reader = services["mlflow-reader"]
+    assert _command(reader) == ["marketflow", "mlflow-reader"]
+    assert reader["depends_on"]["mlflow"]["condition"] == "service_healthy"
+    assert services["api"]["depends_on"]["mlflow-reader"]["condition"] == (
+        "service_completed_successfully"
+    )
+
+
 def test_api_service(services):
     api = services["api"]
     cmd = _command(api)
@@ -511,7 +549,10 @@ def test_compose_mirrors_the_local_stack(services, tmp_path, monkeypatch):
         assert arg in mlflow_cmd or env_name in mlflow_env, f"mlflow server {arg}"
     assert _flag(mlflow_cmd, "--workers") == _flag(mlflow_local.argv, "--workers")
     for key, value in mlflow_local.env.items():
-        assert mlflow_env.get(key) == value, key
+        if key in MLFLOW_PER_DEPLOYMENT:  # generated per stack, or a path in it: present
+            assert mlflow_env.get(key), key
+        else:
+            assert mlflow_env.get(key) == value, key
 
     api_local = by_name["api"]
     assert set(api_local.env) <= set(_environment(services["api"]))

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from core.settings import Settings, get_settings
@@ -39,3 +42,27 @@ def ensure_experiment(settings: Settings | None = None) -> str:
     exp_id = client.create_experiment(settings.mlflow.experiment, artifact_location=location)
     mlflow.set_experiment(experiment_id=exp_id)
     return str(exp_id)
+
+
+@contextmanager
+def reader_identity(settings: Settings | None = None) -> Iterator[None]:
+    """Talk to MLflow as the configured read-only identity inside the block (when one is
+    configured): batch scoring loads the champion with it, so a scoring task cannot move an
+    alias or register a version even if its code tried. MLflow reads the credentials from
+    the environment on every request; they are restored on the way out."""
+    settings = settings or get_settings()
+    user, password = settings.mlflow.reader_username, settings.mlflow.reader_password
+    if not user:
+        yield
+        return
+    keys = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
+    saved = {key: os.environ.get(key) for key in keys}
+    os.environ.update(zip(keys, (user, password), strict=True))
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
