@@ -211,6 +211,10 @@ class ServicesSettings(_Section):
     """Ports of the local stack (`marketflow up`)."""
 
     airflow_port: Annotated[int, _env("MARKETFLOW_AIRFLOW_PORT", "airflow_port")] = 8080
+    # Airflow's metadata database, on the pipeline's server.
+    airflow_database: Annotated[str, _env("MARKETFLOW_AIRFLOW_DATABASE", "airflow_database")] = (
+        "airflow"
+    )
 
 
 class Settings(BaseSettings):

@@ -147,7 +147,7 @@ def airflow_env(settings: Settings | None = None) -> dict[str, str]:
     if not passwords.exists():
         _write_private(passwords, json.dumps({"admin": secrets.token_urlsafe(16)}) + "\n")
     passwords.chmod(0o600)
-    airflow_db = sqlalchemy_url(with_database(settings.db.url, "airflow"))
+    airflow_db = sqlalchemy_url(with_database(settings.db.url, settings.services.airflow_database))
     port = str(settings.services.airflow_port)
     return {
         "AIRFLOW_HOME": str(home),

@@ -191,14 +191,20 @@ def card_from_version(model_version: Any, run: Any | None = None) -> ChampionCar
 
 
 def champion_version(client: Any, model_name: str) -> Any | None:
-    """The ModelVersion behind `@champion`, or None when there is none (or the registry cannot
-    say)."""
+    """The ModelVersion behind `@champion`, or None when the model or the alias does not exist.
+
+    Anything else (a refused sign-in, a registry error) raises: taken for "no champion", it
+    would let the gate promote a challenger unopposed and scoring say "train first"."""
     from mlflow.exceptions import MlflowException
 
     try:
         return client.get_model_version_by_alias(model_name, CHAMPION)
-    except MlflowException:
-        return None
+    except MlflowException as exc:
+        missing_model = exc.error_code == "RESOURCE_DOES_NOT_EXIST"
+        missing_alias = exc.error_code == "INVALID_PARAMETER_VALUE" and "alias" in str(exc)
+        if missing_model or missing_alias:
+            return None
+        raise
 
 
 def champion_card(client: Any, model_name: str, *, with_run: bool = True) -> ChampionCard | None:

@@ -20,6 +20,7 @@ from marketflow.services import (
     start_all,
     stop_all,
 )
+from ml.registry.card import champion_version
 from ml.registry.tracking import reader_identity
 from tests.api.api_test_helpers import free_port
 
@@ -89,6 +90,16 @@ def test_the_stacks_mlflow_needs_a_sign_in_and_the_reader_cannot_write(
                 with pytest.raises(MlflowException, match="PERMISSION_DENIED|Permission denied"):
                     write()
         assert pipeline.get_model_version_by_alias("signal", "champion").version == "1"
+        assert champion_version(pipeline, "signal").version == "1"
+        assert champion_version(pipeline, "no_such_model") is None
+
+        # A refused sign-in is an error, never "no champion" (the gate would then promote
+        # unopposed, and scoring would say "train first").
+        monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "wrong")
+        with pytest.raises(MlflowException):
+            champion_version(MlflowClient(uri, uri), "signal")
+        for key, value in pipeline_mlflow_env(settings).items():
+            monkeypatch.setenv(key, value)
 
         # A second `up` keeps the users and resets the reader's password to the stack's.
         stop_all(settings, echo=lambda _: None, stack=[mlflow_svc])

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import psycopg2
 import pytest
+from psycopg2 import sql
 
 from ml.data.handler import (
     FEATURES,
@@ -263,3 +264,26 @@ def test_the_columnar_reader_allocates_about_its_matrix(make_database: Callable[
     # the matrix, plus the keys (a pointer per symbol and a date object per row) and labels
     assert columnar_peak < matrix_bytes + rows * 100, (columnar_peak, matrix_bytes)
     assert row_peak - base > 5 * columnar_peak, (row_peak, columnar_peak)
+
+
+def test_a_hostile_column_name_is_read_as_a_name_never_run_as_sql(marts_url: str) -> None:
+    """Feature names come from the database's catalogue: one crafted to close the quote and
+    append a statement is quoted as an identifier (issue 15)."""
+    hostile = 'x"::real; drop table marts.labels_daily; --'  # < 64 bytes: not truncated
+    with psycopg2.connect(marts_url) as conn, conn.cursor() as cur:
+        cur.execute(
+            sql.SQL("alter table marts.features_daily add column {} double precision").format(
+                sql.Identifier(hostile)
+            )
+        )
+    conn.close()
+    assert hostile in discover_features(marts_url)
+
+    keys, matrix, features = read_panel(marts_url, discover_features(marts_url))
+
+    assert features[-1] == hostile and len(keys) == 6
+    assert np.isnan(matrix[:, -1]).all()  # read as the (empty) column it is
+    with psycopg2.connect(marts_url) as conn, conn.cursor() as cur:
+        cur.execute("select count(*) from marts.labels_daily")
+        assert cur.fetchone()[0] == 4  # still there
+    conn.close()
