@@ -10,6 +10,8 @@ heavy library: DAG files read it at parse time.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -56,6 +58,9 @@ class MlflowSettings(_Section):
     model_name: Annotated[str, _env("MARKETFLOW_MODEL_NAME", "model_name")] = "marketflow_signal"
     # Where people open MLflow runs (the API's model card links there); empty: no link.
     ui_url: Annotated[str, _env("MARKETFLOW_API_MLFLOW_UI_URL", "ui_url")] = ""
+    # Who this process is to a signed-in MLflow server (MLflow itself reads the same variables).
+    username: Annotated[str, _env("MLFLOW_TRACKING_USERNAME", "username")] = ""
+    password: Annotated[str, _env("MLFLOW_TRACKING_PASSWORD", "password")] = ""
     # A read-only MLflow identity for loading the champion (batch scoring); the pipeline's own
     # identity (MLFLOW_TRACKING_USERNAME/PASSWORD, read by MLflow itself) writes runs, models
     # and aliases. Empty: load with whatever identity the process has.
@@ -251,3 +256,19 @@ class Settings(BaseSettings):
 def get_settings() -> Settings:
     """The settings as the environment says now (not cached: tests and the CLI change it)."""
     return Settings()
+
+
+@contextmanager
+def environment(values: Mapping[str, str]) -> Iterator[None]:
+    """Set environment variables inside the block and put back what was there: for libraries
+    that read their configuration from the environment on every call (MLflow's credentials)."""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

@@ -312,14 +312,14 @@ def cmd_mlflow_reader(args: argparse.Namespace) -> int:
     from marketflow.services import ensure_mlflow_reader
 
     settings = get_settings()
-    admin = (os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD"))
+    admin = (settings.mlflow.username, settings.mlflow.password)
     reader = (settings.mlflow.reader_username, settings.mlflow.reader_password)
     if not all(admin) or not all(reader):
         raise ValueError(
             "set MLFLOW_TRACKING_USERNAME/_PASSWORD (MLflow's admin) and "
             "MARKETFLOW_MLFLOW_READER_USERNAME/_PASSWORD (the user to create)"
         )
-    ensure_mlflow_reader(settings.mlflow.tracking_uri, (admin[0] or "", admin[1] or ""), reader)
+    ensure_mlflow_reader(settings.mlflow.tracking_uri, admin, reader)
     print(f"MLflow user {reader[0]!r} can read {settings.mlflow.tracking_uri}")
     return 0
 
@@ -542,7 +542,7 @@ def _stack_mlflow_identity() -> None:
     from marketflow.services import mlflow_identities_file, pipeline_mlflow_env
 
     settings = get_settings()
-    if "MLFLOW_TRACKING_USERNAME" in os.environ:
+    if settings.mlflow.username:
         return
     if not settings.mlflow.tracking_uri.startswith(("http://", "https://")):
         return

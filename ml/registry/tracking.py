@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from core.settings import Settings, get_settings
+from core.settings import Settings, environment, get_settings
 
 log = logging.getLogger(__name__)
 
@@ -55,14 +54,5 @@ def reader_identity(settings: Settings | None = None) -> Iterator[None]:
     if not user:
         yield
         return
-    keys = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
-    saved = {key: os.environ.get(key) for key in keys}
-    os.environ.update(zip(keys, (user, password), strict=True))
-    try:
+    with environment({"MLFLOW_TRACKING_USERNAME": user, "MLFLOW_TRACKING_PASSWORD": password}):
         yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
