@@ -14,7 +14,8 @@ DRIFT = Asset(
     name="drift_runs", uri="postgres://marketflow/monitoring/drift_runs", group="marketflow"
 )
 # Emitted by monitoring when drift or live-quality decay crosses its thresholds (with a
-# cool-down); the training DAG is scheduled on it as well as on FEATURES.
+# cool-down), and by the features DAG while there is no champion yet; the training DAG is
+# scheduled on it (and weekly), never on FEATURES.
 RETRAIN_REQUEST = Asset(
     name="retrain_request", uri="marketflow://monitoring/retrain_request", group="marketflow"
 )

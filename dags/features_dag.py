@@ -15,7 +15,7 @@ from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, 
 from cosmos.constants import InvocationMode, LoadMode, TestBehavior
 
 from core.dbt import dbt_env, target_path
-from dags.assets import FEATURES, RAW_PRICES
+from dags.assets import FEATURES, RAW_PRICES, RETRAIN_REQUEST
 from dags.common import DEFAULT_ARGS, START_DATE, database_url, run_key
 
 DBT_DIR = Path(__file__).resolve().parent.parent / "dbt"
@@ -91,9 +91,23 @@ def marketflow_features():
 
         return validate_or_raise(database_url(), "features_daily", run_key=run_key()).as_dict()
 
+    @task(outlets=[RETRAIN_REQUEST])
+    def request_first_training() -> str:
+        """Ordinary days never train (training is weekly, or on a retrain request); but with no
+        @champion yet (a fresh stack) nothing could score these features until Monday, so ask
+        for a first training now. Skipped, emitting nothing, when a champion exists."""
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from ml.registry.cadence import first_training_reason
+
+        reason = first_training_reason()
+        if reason is None:
+            raise AirflowSkipException("a champion exists: training waits for Monday or a request")
+        return reason
+
     checks = [validate_labels(), validate_universe(), generate_docs()]
     validate_raw_prices() >> dbt_models >> checks
-    checks >> validate_features()
+    checks >> validate_features() >> request_first_training()
 
 
 dag = marketflow_features()

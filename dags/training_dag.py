@@ -1,8 +1,10 @@
 """Train the model zoo walk-forward on the marts, log it to MLflow, register the best and promote
 it to @champion only if it beats the current champion on the same folds.
 
-Runs when new features land or monitoring asks for a retrain (FEATURES | RETRAIN_REQUEST), and
-weekly on Monday 06:00 UTC regardless. The GPU step carries the training queue and pool: on
+Runs weekly on Monday 06:00 UTC and on a RETRAIN_REQUEST: from monitoring (drift or live
+decay, with a cool-down) or from the features DAG while there is no @champion yet (a fresh
+stack trains once, at once). Never once per trading day: new features are scored, not trained
+on. The GPU step carries the training queue and pool: on
 Celery set MARKETFLOW_TRAINING_QUEUE=gpu and MARKETFLOW_TRAINING_POOL=gpu (created by
 `marketflow up`, or `airflow pools set gpu 1 "GPU training"`); LocalExecutor ignores queues.
 """
@@ -12,7 +14,7 @@ from datetime import timedelta
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, dag, task
 
 from core.settings import get_settings
-from dags.assets import FEATURES, MODEL, RETRAIN_REQUEST
+from dags.assets import MODEL, RETRAIN_REQUEST
 from dags.common import DEFAULT_ARGS, database_url
 
 TRAINING = get_settings().training
@@ -29,11 +31,11 @@ TRAINING_CONFIG = TRAINING.config
         # runs the past tick when it is less than a tenth of the period old (16.8 h here), so
         # unpausing on a Monday afternoon trained at once for that morning's 06:00.
         timetable=CronTriggerTimetable("0 6 * * 1", timezone="UTC", run_immediately=timedelta(0)),
-        assets=(FEATURES | RETRAIN_REQUEST),
+        assets=RETRAIN_REQUEST,
     ),
     # No start_date: with one, a catchup=False cron timetable runs for the last Monday the
     # moment the DAG is unpaused (before any features exist); without one, it waits for the
-    # next Monday 06:00. New features and retrain requests still start it at once.
+    # next Monday 06:00. Retrain requests still start it at once.
     catchup=False,
     max_active_runs=1,
     tags=["marketflow", "ml", "mlflow"],
