@@ -79,6 +79,10 @@ def marketflow_training():
 
         print(f"plan: {plan}")
         result = train(database_url(), config_path=TRAINING_CONFIG or DEFAULT_CONFIG)
+        if result.skipped:  # no new version: skipped, so no `model` event re-scores
+            from airflow.sdk.exceptions import AirflowSkipException
+
+            raise AirflowSkipException(result.reason)
         print(f"best={result.best_model} v{result.version} metrics={result.metrics}")
         print(f"gate: {result.reason}")
         return {

@@ -153,7 +153,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     folds = len(prepare(get_settings().db.url, config).folds)
     bar, on_fold = _fold_bar(folds * len(config.models), "walk-forward")
     with bar:
-        result = train(get_settings().db.url, config_path=config_path, on_fold=on_fold)
+        result = train(
+            get_settings().db.url, config_path=config_path, on_fold=on_fold, force=args.force
+        )
+    if result.skipped:
+        print(result.reason)
+        return 0
     print(_metrics_table(result.candidates))
     print(f"{result.best_model} registered as v{result.version}; {result.reason}")
     return 0
@@ -481,6 +486,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_validate)
     p = sub.add_parser("train", help="walk-forward the model zoo, log, register, gate promotion")
     p.add_argument("--config", help="model config YAML (default ml/config/models.yaml)")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="train and register even if a version was trained on the same data and config",
+    )
     p.set_defaults(func=cmd_train)
     p = sub.add_parser(
         "leaderboard",

@@ -30,7 +30,7 @@ from ml.evaluation.backtest import backtest, stress_tests, summarize
 from ml.evaluation.leakage import check_leakage
 from ml.evaluation.walk_forward import WalkForwardResult, run_walk_forward
 from ml.models import build_model
-from ml.prepare import Prepared, final_dataset, prepare
+from ml.prepare import Prepared, final_dataset, inputs_fingerprint, prepare
 from ml.registry.card import tear_sheet_dir
 from ml.registry.gate import gate, promote, select_challenger
 from ml.registry.register import register_challenger
@@ -52,6 +52,8 @@ class TrainResult:
     champion_version: str
     reason: str
     candidates: dict[str, dict[str, float]] = field(default_factory=dict)
+    # Nothing trained or registered: the data and config are those of `version` already.
+    skipped: bool = False
 
 
 def _loggable(metrics: dict[str, float]) -> dict[str, float]:
@@ -178,7 +180,14 @@ def train(
     settings: Settings | None = None,
     config_path: Path | str = DEFAULT_CONFIG,
     on_fold: OnFold | None = None,
+    force: bool = False,
 ) -> TrainResult:
+    """Walk the zoo forward, register the best as @challenger, let the gate decide @champion.
+
+    A training whose inputs (config, folds, every panel value: `inputs_fingerprint`) equal
+    those of a registered version registers nothing (a weekly run on unchanged data would add
+    an identical version each time): it logs a `train_skipped` run saying which version it
+    matches and returns with `skipped`. `force` trains anyway."""
     import mlflow
 
     settings = settings or get_settings()
@@ -192,7 +201,12 @@ def train(
     ensure_experiment(settings)
     model_name = settings.mlflow.model_name
     test_window = (folds[0].test_start, folds[-1].test_end)
+    inputs = inputs_fingerprint(prepared)
+    same = None if force else version_with_inputs(client, model_name, inputs)
+    if same is not None:
+        return _skipped(client, model_name, same, inputs, test_window)
     with mlflow.start_run(run_name=f"train_{test_window[1]}") as parent:
+        mlflow.set_tag(INPUTS_TAG, inputs)
         _log_run_inputs(prepared)
         # Per-epoch checkpoints keyed by the folds: a killed run resumes each fold's fit.
         checkpoints = settings.data_dir / "checkpoints" / prepared.fingerprint
@@ -215,6 +229,7 @@ def train(
             metrics=chosen.metrics,
         )  # fmt: skip
         version = registered.version
+        client.set_model_version_tag(model_name, version, INPUTS_TAG, inputs)
 
         decision = gate(client, settings, prepared, chosen, metric, min_coverage)
         champ = decision.champion_version
@@ -237,6 +252,52 @@ def train(
             reason=decision.reason,
             candidates=candidates,
         )
+
+
+INPUTS_TAG = "inputs"
+
+
+def version_with_inputs(client: Any, model_name: str, inputs: str) -> Any | None:
+    """The newest registered version trained on exactly these inputs, if any."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        versions = client.search_model_versions(f"name = '{model_name}'")
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return None
+        raise
+    matching = [v for v in versions if (v.tags or {}).get(INPUTS_TAG) == inputs]
+    return max(matching, key=lambda v: int(v.version), default=None)
+
+
+def _skipped(
+    client: Any, model_name: str, same: Any, inputs: str, test_window: tuple[Any, Any]
+) -> TrainResult:
+    import mlflow
+
+    from ml.registry.card import champion_version
+
+    champion = champion_version(client, model_name)
+    reason = (
+        f"data and config unchanged since v{same.version} (inputs {inputs}): nothing trained "
+        "or registered (force to retrain)"
+    )
+    with mlflow.start_run(run_name=f"train_skipped_{test_window[1]}") as run:
+        mlflow.set_tags({INPUTS_TAG: inputs, "skipped": "true", "gate_reason": reason,
+                         "same_as_version": str(same.version)})  # fmt: skip
+    log.info("training skipped: %s", reason)
+    return TrainResult(
+        run_id=run.info.run_id,
+        model_name=model_name,
+        version=str(same.version),
+        best_model=(same.tags or {}).get("model", ""),
+        metrics={},
+        promoted=False,
+        champion_version=str(champion.version) if champion is not None else "",
+        reason=reason,
+        skipped=True,
+    )
 
 
 def _log_figure(fig: Any, path: str) -> None:

@@ -113,7 +113,7 @@ def test_mlflow_killed_during_training_fails_it_loudly_and_changes_nothing(
 
     started = time.monotonic()
     with pytest.raises(Exception) as failure:
-        train(market_url, config_path=config, on_fold=kill_mlflow)
+        train(market_url, config_path=config, on_fold=kill_mlflow, force=True)
     elapsed = time.monotonic() - started
     message = str(failure.value)
     assert f"127.0.0.1:{mlflow_server.port}" in message, message

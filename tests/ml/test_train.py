@@ -140,7 +140,19 @@ def test_retraining_the_same_config_reproduces_the_metrics_and_does_not_promote(
 ) -> None:
     config_path = tiny_config()
     first = train(market_url, ml_settings, config_path)
-    second = train(market_url, ml_settings, config_path)
+
+    # Unchanged data and config: nothing trained, nothing registered, and the run says so.
+    skipped = train(market_url, ml_settings, config_path)
+    assert skipped.skipped and (skipped.version, skipped.champion_version) == ("1", "1")
+    assert skipped.reason.startswith("data and config unchanged since v1")
+    name = ml_settings.mlflow.model_name
+    assert [str(v.version) for v in mlflow_client.search_model_versions(f"name = '{name}'")] == [
+        "1"
+    ]
+    tags = mlflow_client.get_run(skipped.run_id).data.tags
+    assert (tags["skipped"], tags["gate_reason"]) == ("true", skipped.reason)
+
+    second = train(market_url, ml_settings, config_path, force=True)
 
     # Same config and seed on CPU: identical metrics for every model.
     assert second.candidates == first.candidates
@@ -150,7 +162,6 @@ def test_retraining_the_same_config_reproduces_the_metrics_and_does_not_promote(
         f"challenger rank_ic {rank_ic:.4f} <= champion v1 rank_ic {rank_ic:.4f} (same folds):"
         " champion kept"
     )
-    name = ml_settings.mlflow.model_name
     assert str(mlflow_client.get_model_version_by_alias(name, CHAMPION).version) == "1"
     assert str(mlflow_client.get_model_version_by_alias(name, CHALLENGER).version) == "2"
     tags = mlflow_client.get_run(second.run_id).data.tags
@@ -298,3 +309,24 @@ def test_a_database_without_built_marts_has_nothing_to_train_on(make_database, m
     conn.close()
     assert has_labelled_features(empty) is False
     assert has_labelled_features(market_url) is True
+
+
+def test_the_inputs_fingerprint_follows_every_value_and_the_config(
+    synthetic_panel, tiny_config
+) -> None:
+    from ml.config import load_config
+    from ml.prepare import Prepared, inputs_fingerprint
+
+    config = load_config(tiny_config())
+
+    def fingerprint(panel, config=config) -> str:
+        return inputs_fingerprint(Prepared(config, panel, [], 1, "folds"))
+
+    same = fingerprint(synthetic_panel())
+    assert fingerprint(synthetic_panel()) == same  # the same data and config
+    feature = synthetic_panel()
+    feature.raw[5, 1] += 1e-3
+    label = synthetic_panel()
+    label.frame.loc[7, "fwd_ret_5d"] += 1e-6
+    assert len({same, fingerprint(feature), fingerprint(label)}) == 3
+    assert fingerprint(synthetic_panel(), load_config(tiny_config(seed=8))) != same
