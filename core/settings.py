@@ -212,6 +212,15 @@ class DbtSettings(_Section):
         return self.target.parent / "logs" if self.target_path else DBT_PROJECT_DIR / "logs"
 
 
+class AlertsSettings(_Section):
+    """Where failures and retrain decisions are sent (dags/notify.py). Every notification is
+    logged and kept in monitoring.notifications; with an SMTP Connection id set, it is also
+    mailed through Airflow's SMTP notifier."""
+
+    smtp_conn_id: Annotated[str, _env("MARKETFLOW_ALERTS_SMTP_CONN_ID", "smtp_conn_id")] = ""
+    to: Annotated[str, _env("MARKETFLOW_ALERTS_TO", "to")] = ""
+
+
 class ServicesSettings(_Section):
     """Ports of the local stack (`marketflow up`)."""
 
@@ -243,6 +252,7 @@ class Settings(BaseSettings):
     api: ApiSettings = Field(default_factory=ApiSettings)
     dbt: DbtSettings = Field(default_factory=DbtSettings)
     services: ServicesSettings = Field(default_factory=ServicesSettings)
+    alerts: AlertsSettings = Field(default_factory=AlertsSettings)
 
     @property
     def reports_dir(self) -> Path:

@@ -17,6 +17,7 @@ from cosmos.constants import InvocationMode, LoadMode, TestBehavior
 from core.dbt import dbt_env, target_path
 from dags.assets import FEATURES, RAW_PRICES, RETRAIN_REQUEST
 from dags.common import DEFAULT_ARGS, START_DATE, database_url, run_key
+from dags.notify import failure_notifiers
 
 DBT_DIR = Path(__file__).resolve().parent.parent / "dbt"
 MANIFEST = target_path() / "manifest.json"
@@ -30,6 +31,7 @@ MANIFEST = target_path() / "manifest.json"
     max_active_runs=1,
     tags=["marketflow", "dbt", "validation"],
     default_args=DEFAULT_ARGS,
+    on_failure_callback=failure_notifiers(),
     doc_md=__doc__,
 )
 def marketflow_features():

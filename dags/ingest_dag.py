@@ -14,6 +14,7 @@ from airflow.sdk import Param, dag, task
 from core.settings import get_settings
 from dags.assets import RAW_PRICES
 from dags.common import DEFAULT_ARGS, START_DATE, database_url
+from dags.notify import failure_notifiers
 
 INGEST = get_settings().ingest
 LOOKBACK_DAYS = INGEST.lookback_days
@@ -28,6 +29,7 @@ MAX_FAILED_SHARE = INGEST.max_failed_share
     max_active_runs=1,
     tags=["marketflow", "ingest"],
     default_args=DEFAULT_ARGS,
+    on_failure_callback=failure_notifiers(),
     params={
         "provider": Param(
             None, type=["null", "string"], description="sample | csv | yahoo | synthetic"

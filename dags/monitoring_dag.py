@@ -14,6 +14,7 @@ from airflow.sdk import dag, task
 
 from dags.assets import DRIFT, RETRAIN_REQUEST, SIGNALS
 from dags.common import DEFAULT_ARGS, START_DATE, database_url
+from dags.notify import failure_notifiers
 
 
 @dag(
@@ -24,6 +25,7 @@ from dags.common import DEFAULT_ARGS, START_DATE, database_url
     max_active_runs=1,
     tags=["marketflow", "monitoring", "evidently"],
     default_args=DEFAULT_ARGS,
+    on_failure_callback=failure_notifiers(),
     doc_md=__doc__,
 )
 def marketflow_monitoring():
@@ -38,17 +40,23 @@ def marketflow_monitoring():
         import logging
         from datetime import date
 
+        from airflow.sdk import get_current_context
         from airflow.sdk.exceptions import AirflowSkipException
 
+        from dags.notify import send
         from ml.monitoring.retrain import Decision, record_retrain_request
 
         decision = Decision(
             **{**result["decision"], "run_date": date.fromisoformat(result["decision"]["run_date"])}
         )
         logging.getLogger(__name__).info(decision.message)
+        context = get_current_context()
         if not decision.retrain:
+            if result.get("drift_detected"):  # drift without a retrain (cool-down): say so
+                send("drift", decision.message, context)
             raise AirflowSkipException(decision.message)
         record_retrain_request(database_url(), decision)
+        send("retrain_request", decision.message, context)
         return {"reasons": decision.reasons, "model_version": decision.model_version}
 
     request_retraining(monitor())

@@ -14,6 +14,7 @@ from datetime import timedelta
 from airflow.sdk import CronTriggerTimetable, dag, task
 
 from dags.common import DEFAULT_ARGS, database_url, run_key
+from dags.notify import failure_notifiers
 
 SUITES = ("raw_prices", "features_daily", "labels_daily", "universe_daily")
 
@@ -28,6 +29,7 @@ SUITES = ("raw_prices", "features_daily", "labels_daily", "universe_daily")
     max_active_tasks=1,
     tags=["marketflow", "validation"],
     default_args=DEFAULT_ARGS,
+    on_failure_callback=failure_notifiers(),
     doc_md=__doc__,
 )
 def marketflow_quality_sweep():

@@ -10,6 +10,7 @@ from airflow.sdk import dag, task
 
 from dags.assets import FEATURES, MODEL, SIGNALS
 from dags.common import DEFAULT_ARGS, START_DATE, database_url
+from dags.notify import failure_notifiers
 
 
 @dag(
@@ -20,6 +21,7 @@ from dags.common import DEFAULT_ARGS, START_DATE, database_url
     max_active_runs=1,
     tags=["marketflow", "ml", "signals"],
     default_args=DEFAULT_ARGS,
+    on_failure_callback=failure_notifiers(),
     doc_md=__doc__,
 )
 def marketflow_scoring():

@@ -16,6 +16,7 @@ from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, dag, task
 from core.settings import get_settings
 from dags.assets import MODEL, RETRAIN_REQUEST
 from dags.common import DEFAULT_ARGS, database_url
+from dags.notify import failure_notifiers
 
 TRAINING = get_settings().training
 TRAINING_QUEUE = TRAINING.queue
@@ -40,6 +41,7 @@ TRAINING_CONFIG = TRAINING.config
     max_active_runs=1,
     tags=["marketflow", "ml", "mlflow"],
     default_args=DEFAULT_ARGS,
+    on_failure_callback=failure_notifiers(),
     doc_md=__doc__,
 )
 def marketflow_training():

@@ -184,3 +184,14 @@ create table if not exists signals.model_promotions (
     promoted_at     timestamptz not null default now(),
     primary key (model_name, version)
 );
+
+-- What the DAGs' notifiers sent (dags/notify.py): run failures, retrain requests, drift.
+create table if not exists monitoring.notifications (
+    id          bigserial primary key,
+    kind        text not null,
+    dag_id      text,
+    run_id      text,
+    task_id     text,
+    message     text not null,
+    created_at  timestamptz not null default now()
+);

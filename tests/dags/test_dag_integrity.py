@@ -73,6 +73,9 @@ def test_dag_house_rules(dagbag, dag_id):
     else:
         assert dag.start_date.tzinfo is not None
     assert dag.default_args.get("retries", 0) >= 1
+    # A failed run is notified (dags/notify.py): recorded, and mailed when SMTP is configured.
+    callbacks = dag.on_failure_callback
+    assert callbacks and any(type(c).__name__ == "RecordNotifier" for c in callbacks)
     for task in dag.tasks:  # every task retries, except the deliberate opt-outs below
         if (dag_id, task.task_id) in NO_RETRIES:
             assert task.retries == 0, f"{dag_id}.{task.task_id} should not retry"

@@ -48,6 +48,13 @@ def test_decay_requests_retraining_once_per_cool_down(
     assert asset_events("retrain_request") == events + 1
     ((reasons,),) = query(url, "select reasons::text from monitoring.retrain_requests")
     assert "live IC" in reasons
+    # The decision went out through the notification channel (the record, and SMTP if set).
+    ((kind, dag_id, task_id, message),) = query(
+        url, "select kind, dag_id, task_id, message from monitoring.notifications"
+    )
+    assert (kind, dag_id, task_id) == ("retrain_request", "marketflow_monitoring",
+                                       "request_retraining")  # fmt: skip
+    assert "live IC" in message
 
     again = dag_runner("marketflow_monitoring", retries=0)
     assert str(again.state) == "success"

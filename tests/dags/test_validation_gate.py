@@ -43,6 +43,11 @@ def test_bad_raw_prices_stop_the_pipeline_before_dbt_and_training(dag_runner, ma
     with psycopg2.connect(url) as conn, conn.cursor() as cur:
         cur.execute("select to_regclass('marts.features_daily')")
         assert cur.fetchone()[0] is None, "dbt must not have built anything"
+        # The failed run was notified (dags/notify.py: the record, and SMTP when configured).
+        cur.execute("select kind, dag_id, run_id, message from monitoring.notifications")
+        ((kind, dag_id, run_id, message),) = cur.fetchall()
+        assert (kind, dag_id, run_id) == ("dag_failed", "marketflow_features", run.run_id)
+        assert message.startswith(f"marketflow_features run {run.run_id} failed"), message
         cur.execute("select success, failed_expectations::text from monitoring.validation_runs")
         success, failed = cur.fetchone()
     conn.close()
