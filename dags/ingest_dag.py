@@ -1,6 +1,8 @@
 """Load daily OHLCV from the configured provider into raw.prices.
 
-Each run loads its own data interval plus a look-back (late corrections), as one batch.
+Each run loads its own data interval plus a look-back (late corrections), as one batch. After
+downtime (the stack off for days, runs skipped with catchup=False) a scheduled run starts from
+the last bar already loaded (minus the look-back) instead: one run catches up every missing day.
 A symbol (or file) the provider cannot deliver is logged and the others load; the task
 fails loudly when more than MARKETFLOW_INGEST_MAX_FAILED_SHARE of them failed. Backfill a
 past range with `airflow backfill create --dag-id marketflow_ingest --from-date ... --to-date ...`
@@ -76,6 +78,12 @@ def marketflow_ingest():
         end = date.fromisoformat(params["end"]) if params.get("end") else None
         if start is None and data_interval_start is not None:
             start = (data_interval_start - timedelta(days=LOOKBACK_DAYS)).date()
+            from ingest.loader import latest_trade_date
+
+            latest = latest_trade_date(database_url())
+            if latest is not None and latest - timedelta(days=LOOKBACK_DAYS) < start:
+                start = latest - timedelta(days=LOOKBACK_DAYS)
+                print(f"catching up: the last bar loaded is {latest}, so loading from {start}")
         if end is None and data_interval_end is not None:
             end = data_interval_end.date()
         symbols = [s for s in (params.get("symbols") or "").split(",") if s] or None

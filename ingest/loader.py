@@ -181,6 +181,14 @@ class BatchResult:
         )
 
 
+def latest_trade_date(database_url: str) -> date | None:
+    """The most recent bar in raw.prices (None when empty): where a catch-up starts."""
+    with connect(database_url) as conn, conn.cursor() as cur:
+        cur.execute("select max(trade_date) from raw.prices")
+        row = cur.fetchone()
+    return row[0] if row else None
+
+
 def _fetch_one(cur: Any) -> tuple[Any, ...]:
     row = cur.fetchone()
     if row is None:

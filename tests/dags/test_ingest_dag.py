@@ -4,6 +4,7 @@ no Asset event when nothing changed."""
 from __future__ import annotations
 
 import json
+from datetime import UTC
 from pathlib import Path
 
 from tests.helpers import asset_events, query
@@ -69,3 +70,40 @@ def test_a_path_param_outside_the_data_roots_is_refused(dag_runner, make_databas
     run = dag_runner("marketflow_ingest", conf, retries=0)
     assert str(run.state) == "failed"
     assert query(url, "select count(*) from raw.prices") == [(0,)]
+
+
+def test_after_downtime_one_scheduled_run_catches_up_every_missing_day(
+    dag_runner, make_database, tmp_path
+):
+    from datetime import datetime
+
+    from airflow.dag_processing.dagbag import DagBag
+
+    url = make_database()
+    days = [d for d in range(2, 32) if datetime(2024, 1, d).weekday() < 5]
+    rows = "".join(f"2024-01-{d:02d},10,11,9,10.5,10.5,1000\n" for d in days)
+    (tmp_path / "AAA.csv").write_text(HEADER + rows)
+    dag_runner.configure(
+        MARKETFLOW_DATABASE_URL=url,
+        MARKETFLOW_INGEST_DATA_ROOTS=json.dumps([str(tmp_path)]),
+        MARKETFLOW_DATA_PROVIDER="csv",
+    )
+    first = {"provider": "csv", "path": str(tmp_path), "start": "2024-01-01", "end": "2024-01-05"}
+    assert str(dag_runner("marketflow_ingest", first, retries=0).state) == "success"
+    assert query(url, "select max(trade_date)::text from raw.prices") == [("2024-01-05",)]
+
+    # The stack was down until the evening of Jan 31: its scheduled run (the interval of the
+    # cron tick, a 5-day look-back) would start on Jan 26; it starts from the last bar instead.
+    dag = DagBag(str(Path(__file__).resolve().parents[2] / "dags")).get_dag("marketflow_ingest")
+    tick = datetime(2024, 1, 31, 22, tzinfo=UTC)
+    run = dag.test(logical_date=tick, run_conf={"provider": "csv", "path": str(tmp_path)})
+
+    assert str(run.state) == "success"
+    assert query(url, "select count(*), max(trade_date)::text from raw.prices") == [
+        (len(days), "2024-01-31")
+    ]
+    # One batch for the whole gap, read from the last bar loaded minus the 5-day look-back:
+    # every January bar came in (the four already loaded, unchanged), 18 of them new.
+    assert query(
+        url, "select rows_in, rows_inserted from raw.ingest_batches order by started_at"
+    ) == [(4, 4), (len(days), len(days) - 4)]
