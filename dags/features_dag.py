@@ -97,15 +97,16 @@ def marketflow_features():
     def request_first_training() -> str:
         """Ordinary days never train (training is weekly, or on a retrain request); but with no
         @champion yet (a fresh stack) nothing could score these features until Monday, so ask
-        for a first training now. Skipped, emitting nothing, when a champion exists."""
+        for a first training now, once (ml/registry/cadence.py). Skipped, emitting nothing,
+        when a champion exists or the first training is already on its way."""
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from ml.registry.cadence import first_training_reason
+        from ml.registry.cadence import request_first_training as decide
 
-        reason = first_training_reason()
-        if reason is None:
-            raise AirflowSkipException("a champion exists: training waits for Monday or a request")
-        return reason
+        requested, why = decide(database_url())
+        if not requested:
+            raise AirflowSkipException(why)
+        return why
 
     checks = [validate_labels(), validate_universe(), generate_docs()]
     validate_raw_prices() >> dbt_models >> checks
