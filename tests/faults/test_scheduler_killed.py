@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from datetime import date
 from pathlib import Path
 
@@ -58,7 +59,11 @@ def _wait(predicate, what: str, timeout: float) -> None:
 
 
 def test_scheduler_killed_while_dbt_runs_and_restarted_the_run_ends_and_tables_are_whole(
-    make_database, admin_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    make_database,
+    admin_url: str,
+    mlflow_store: dict[str, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     url = make_database()
     batch = ingest(url, "sample", ["AAPL", "MSFT", "IBM"], date(2010, 1, 1), date(2012, 12, 31))
@@ -68,13 +73,20 @@ def test_scheduler_killed_while_dbt_runs_and_restarted_the_run_ends_and_tables_a
     monkeypatch.setenv("MARKETFLOW_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("MARKETFLOW_AIRFLOW_PORT", str(free_port()))
     monkeypatch.setenv("MARKETFLOW_AIRFLOW_DATABASE", airflow_db)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    # The features DAG asks the registry for a champion (request_first_training) while the
+    # scoring DAG starts on the same event: a store migrated beforehand, as a server's is (two
+    # tasks creating a fresh SQLite store at once break its migration).
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_store["MLFLOW_TRACKING_URI"])
+    monkeypatch.setenv("MARKETFLOW_MODEL_NAME", f"drill_{uuid.uuid4().hex[:8]}")
     # Airflow notices a dead scheduler's tasks after minutes by default; the drill shortens
     # the intervals, not the mechanism.
     monkeypatch.setenv("AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_THRESHOLD", "10")
     monkeypatch.setenv("AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL", "10")
     monkeypatch.setenv("AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT", "30")
     settings = get_settings()
+    from mlflow import MlflowClient
+
+    MlflowClient(mlflow_store["MLFLOW_TRACKING_URI"]).search_experiments()  # migrated now
     ensure_database(admin_url, airflow_db, "marketflow")
     env = {**os.environ, **airflow_env(settings)}
     airflow_url = env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].replace("+psycopg2", "")
@@ -84,6 +96,8 @@ def test_scheduler_killed_while_dbt_runs_and_restarted_the_run_ends_and_tables_a
         run_dbt(["parse"], url)
         _airflow(env, "dags", "reserialize")
         start_all(settings, echo=lambda _: None, stack=stack)
+        for downstream in ("marketflow_training", "marketflow_scoring", "marketflow_monitoring"):
+            _airflow(env, "dags", "pause", downstream)  # the drill is about the features run
         _airflow(env, "dags", "unpause", DAG)
         _airflow(env, "dags", "trigger", DAG, "--run-id", "drill")
 
