@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from datetime import date
 from typing import Any
 
-from marshmallow import Schema, ValidationError, fields, pre_load, validate
+from marshmallow import Schema, ValidationError, fields, post_load, pre_load, validate
 
 SIGNAL_VALUES = ("long", "short", "neutral")
 MAX_LIMIT = 1000
@@ -100,7 +100,7 @@ class SymbolList(fields.Field[list[str]]):
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> list[str]:
         if not isinstance(value, str) or not value.strip():
             raise self.make_error("invalid")
-        symbols = [s.strip() for s in value.split(",")]
+        symbols = [s.strip().upper() for s in value.split(",")]  # stored upper-case
         if len(symbols) > MAX_SYMBOLS or not all(_SYMBOL.fullmatch(s) for s in symbols):
             raise self.make_error("invalid")
         return list(dict.fromkeys(symbols))
@@ -155,7 +155,12 @@ class SymbolPathSchema(Schema):
         validate=FullMatch(
             f"^{SYMBOL_PATTERN}$", error=_verbatim(f"symbol must match {SYMBOL_PATTERN}")
         ),
+        metadata={"description": "Any case: symbols are stored upper-case (aapl is AAPL)"},
     )
+
+    @post_load
+    def upper_case(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        return {**data, "symbol": data["symbol"].upper()}
 
 
 class SymbolSignalsArgsSchema(Schema):
@@ -202,6 +207,10 @@ class ScoreRequestSchema(Schema):
             "null": _SCORE_SYMBOLS,
         },
     )
+
+    @post_load
+    def upper_case(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        return {**data, "symbols": [symbol.upper() for symbol in data["symbols"]]}
 
 
 # --- responses --------------------------------------------------------------------------------

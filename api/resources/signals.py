@@ -114,7 +114,8 @@ def latest_signals(args: dict[str, Any], headers: dict[str, Any]) -> Response:
 def symbol_signals(
     path: dict[str, Any], args: dict[str, Any], headers: dict[str, Any], symbol: str
 ) -> Response:
-    """One symbol's signals, newest first, paginated"""
+    """One symbol's signals, newest first, paginated (any case: aapl is AAPL)"""
+    symbol = path["symbol"]  # upper-cased by the schema
     start, end, model = args.get("start"), args.get("end"), args.get("model")
     page, page_size = args["page"], args["page_size"]
     args_key = f"{symbol}|{start}|{end}|{page}|{page_size}|{model}"

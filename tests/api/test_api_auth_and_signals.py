@@ -191,6 +191,16 @@ def test_symbol_history_is_newest_first_and_paginated(client: FlaskClient) -> No
 
 
 @pytest.mark.usefixtures("history")
+def test_symbols_are_accepted_in_any_case(client: FlaskClient) -> None:
+    upper = client.get("/api/v1/signals/AAPL").get_json()
+    for path in ("/api/v1/signals/aapl", "/api/v1/signals/Aapl"):
+        response = client.get(path)
+        assert response.status_code == 200 and response.get_json() == upper, path
+    latest = client.get("/api/v1/signals/latest?symbols=aapl").get_json()
+    assert [s["symbol"] for s in latest["signals"]] == ["AAPL"]
+
+
+@pytest.mark.usefixtures("history")
 def test_an_unknown_symbol_is_404(client: FlaskClient) -> None:
     response = client.get("/api/v1/signals/NOPE")
     assert response.status_code == 404 and "NOPE" in response.get_json()["detail"]

@@ -191,6 +191,9 @@ def test_score_returns_the_champions_scores_on_the_latest_date(
     for item in body["scores"]:
         assert item["score"] == pytest.approx(expected_score(item["symbol"], [2.0, -1.0], 3))
     assert body["unscored_symbols"] == ["ZZZZ"]
+    # Any case: symbols are stored upper-case.
+    lower = scoring_client.post("/api/v1/score", json={"symbols": ["nvda", "Aapl", "zzzz"]})
+    assert lower.status_code == 200 and lower.get_json() == body
 
     response = scoring_client.post("/api/v1/score", json={"symbols": ["ZZZZ"]})
     assert response.status_code == 404 and "ZZZZ" in response.get_json()["detail"]
