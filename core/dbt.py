@@ -7,15 +7,12 @@ and dbt itself is imported only when a command runs, so importing this module is
 
 from __future__ import annotations
 
-import os
 import threading
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
-from core.settings import DBT_PROJECT_DIR, get_settings
+from core.settings import DBT_PROJECT_DIR, environment, get_settings
 
 if TYPE_CHECKING:
     from dbt.cli.main import dbtRunnerResult
@@ -69,20 +66,6 @@ def dbt_env(database_url: str) -> dict[str, str]:
     }
 
 
-@contextmanager
-def _environ(values: Mapping[str, str]) -> Iterator[None]:
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
 def _failure_message(args: list[str], res: dbtRunnerResult) -> str:
     command = "dbt " + " ".join(args)
     lines: list[str] = []
@@ -114,7 +97,7 @@ def run_dbt(args: list[str], database_url: str) -> None:
         "--profiles-dir",
         str(DBT_PROJECT_DIR),
     ]
-    with _dbt_lock, _environ({**dbt_env(database_url), **_dbt_settings_env()}):
+    with _dbt_lock, environment({**dbt_env(database_url), **_dbt_settings_env()}):
         res = dbtRunner().invoke(cli_args)
     if not res.success:
         raise DbtError(_failure_message(args, res))
