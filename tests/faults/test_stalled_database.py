@@ -4,27 +4,20 @@ again as soon as the database does."""
 
 from __future__ import annotations
 
-import os
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
-from datetime import date
 from pathlib import Path
 
 import pytest
 
 from api.db import STALL_BACKOFF_S
-from api.keys import create_key
 from core.db import init_database
 from tests.api.api_test_helpers import (
-    API_ROLE,
-    as_role,
-    free_port,
     get_json,
     gunicorn,
-    insert_signals,
-    signal_row,
 )
+from tests.faults.drill_api import drill_api
 from tests.faults.own_postgres import OwnPostgres, own_postgres
 
 DEADLINE_S = 2.0
@@ -52,19 +45,8 @@ def test_a_stalled_database_costs_a_request_2s_and_a_503_never_a_worker(
 ) -> None:
     owner = server.url("marketflow_faults")
     init_database(owner, server.admin_url)
-    _, key = create_key(owner, "drill")
-    insert_signals(owner, [signal_row(date(2024, 3, 8), "AAPL", 1, signal="long")])
-    port = free_port()
+    key, port, env = drill_api(owner)
     base = f"http://127.0.0.1:{port}"
-    env = {
-        **os.environ,
-        "MARKETFLOW_API_BIND": f"127.0.0.1:{port}",
-        "MARKETFLOW_API_DATABASE_URL": as_role(owner, API_ROLE),
-        "MARKETFLOW_API_WORKERS": "2",
-        # Every request asks the database: nothing is answered from a cache.
-        "MARKETFLOW_API_KEY_CACHE_SECONDS": "0",
-        "MARKETFLOW_API_SIGNALS_CACHE_SECONDS": "0",
-    }
     latest = f"{base}/api/v1/signals/latest"
     with gunicorn(env, tmp_path / "gunicorn.log") as master:
         with ThreadPoolExecutor(8) as pool:  # both workers hold pooled connections now

@@ -3,26 +3,19 @@ no request hangs, each answers 200 or a 503 JSON, and the API serves normally af
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import date
 from pathlib import Path
 
 import psycopg2
 
-from api.keys import create_key
 from core.urls import database_name
 from tests.api.api_test_helpers import (
-    API_ROLE,
-    as_role,
-    free_port,
     get_json,
     gunicorn,
-    insert_signals,
-    signal_row,
 )
+from tests.faults.drill_api import drill_api
 
 LOAD_S = 6.0
 
@@ -52,18 +45,8 @@ def test_connections_terminated_under_load_never_hang_a_request(
     make_database, admin_url: str, tmp_path: Path
 ) -> None:
     owner = make_database()
-    _, key = create_key(owner, "drill")
-    insert_signals(owner, [signal_row(date(2024, 3, 8), "AAPL", 1, signal="long")])
-    port = free_port()
+    key, port, env = drill_api(owner)
     latest = f"http://127.0.0.1:{port}/api/v1/signals/latest"
-    env = {
-        **os.environ,
-        "MARKETFLOW_API_BIND": f"127.0.0.1:{port}",
-        "MARKETFLOW_API_DATABASE_URL": as_role(owner, API_ROLE),
-        "MARKETFLOW_API_WORKERS": "2",
-        "MARKETFLOW_API_KEY_CACHE_SECONDS": "0",
-        "MARKETFLOW_API_SIGNALS_CACHE_SECONDS": "0",
-    }
     results: list[tuple[int, str, float]] = []
 
     def client() -> None:
