@@ -86,6 +86,15 @@ class IngestSettings(_Section):
         REPO_ROOT / ".data",
         REPO_ROOT.parent / "shared" / "data",
     ]
+    # The universe file (ingest/universe.py) the scheduled ingest loads; empty: every symbol
+    # the provider has. The DAG's `universe` Param and the Airflow Variable
+    # `marketflow_universe` override it, in that order.
+    universe: Annotated[str, _env("MARKETFLOW_UNIVERSE", "universe")] = ""
+    # The Airflow Connection holding the scheduled ingest's provider, its path or its
+    # credentials (docs/operations.md); absent: `provider` above, with no options.
+    provider_conn_id: Annotated[str, _env("MARKETFLOW_PROVIDER_CONN_ID", "provider_conn_id")] = (
+        "marketflow_provider"
+    )
     # Decompressed bytes read from one file at most (a small gzip can expand without bound).
     max_file_bytes: Annotated[int, _env("MARKETFLOW_INGEST_MAX_FILE_BYTES", "max_file_bytes")] = (
         4 * 1024**3

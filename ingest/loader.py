@@ -606,11 +606,33 @@ def ingest(
     end: date | None = None,
     provider_options: dict[str, Any] | None = None,
     on_progress: Callable[[int], None] | None = None,
+    plan: Sequence[tuple[Sequence[str], date | None]] | None = None,
 ) -> BatchResult:
-    """Fetch from a provider and load it as one batch (what the DAG and CLI call)."""
+    """Fetch from a provider and load it as one batch (what the DAG and CLI call).
+
+    `plan` (a universe's `ingest.universe.fetch_plan`) replaces `symbols`/`start` with groups
+    of symbols, each fetched from its own first day; still one batch."""
+    import itertools
+
     from ingest.providers import get_provider
 
     provider = get_provider(provider_name, **(provider_options or {}))
-    return load_prices(
-        database_url, provider.fetch(symbols, start, end), provider.name, on_progress=on_progress
-    )
+    if plan is None:
+        items: Iterable[FetchItem] = provider.fetch(symbols, start, end)
+    else:
+        items = itertools.chain.from_iterable(
+            provider.fetch(list(group), first, end) for group, first in plan
+        )
+    return load_prices(database_url, items, provider.name, on_progress=on_progress)
+
+
+def announce_pending(database_url: str) -> list[str]:
+    """Mark every batch not yet announced downstream as announced; return the ids of those
+    that changed rows (empty: nothing for the raw_prices Asset to announce). One UPDATE, so
+    two runs announcing at once split the batches between them, never both claim one."""
+    with connect(database_url) as conn, conn.cursor() as cur:
+        cur.execute(
+            "update raw.ingest_batches set announced_at = now() where announced_at is null"
+            " and status <> 'running' returning batch_id::text, rows_inserted + rows_updated"
+        )
+        return sorted(batch for batch, changed in cur.fetchall() if changed > 0)

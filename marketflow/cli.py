@@ -55,8 +55,16 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     provider = args.provider or settings.ingest.provider
-    symbols = [s for s in (args.symbols or "").split(",") if s] or None
+    symbols = [s.strip().upper() for s in (args.symbols or "").split(",") if s] or None
     options = {"path": args.path} if getattr(args, "path", None) else {}
+    plan = None
+    universe = getattr(args, "universe", None) or settings.ingest.universe
+    if universe and not symbols:
+        from ingest.universe import fetch_plan, read_universe, store_universe
+
+        members = read_universe(universe)
+        store_universe(settings.db.url, members, source=universe)
+        plan = fetch_plan(members, args.start)
     with tqdm(desc=f"ingest {provider}", unit=" rows", unit_scale=True, file=sys.stderr) as bar:
         result = ingest(
             settings.db.url,
@@ -66,8 +74,38 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             args.end,
             provider_options=options,
             on_progress=bar.update,
+            plan=plan,
         )
     print(_ingest_table(result))
+    return 0
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    """Trigger ONE marketflow_ingest run for the whole range (one batch, one raw_prices event,
+    one features run), instead of `airflow backfill`'s one run per day."""
+    import json
+
+    from marketflow import services
+
+    if args.end < args.start:
+        print(f"--end {args.end} is before --start {args.start}", file=sys.stderr)
+        return 2
+    conf: dict[str, str] = {"start": args.start.isoformat(), "end": args.end.isoformat()}
+    for key in ("provider", "path", "universe", "symbols"):
+        if getattr(args, key, None):
+            conf[key] = str(getattr(args, key))
+    run_id = f"backfill__{args.start}__{args.end}__{time.strftime('%Y%m%dT%H%M%S')}"
+    with connect(_airflow_db_url()) as conn, conn.cursor() as cur:
+        cur.execute("select coalesce(max(id), 0) from dag_run")
+        row = cur.fetchone()
+        since = row[0] if row else 0
+    _airflow(
+        "dags", "trigger", "marketflow_ingest", "--run-id", run_id, "--conf", json.dumps(conf),
+        env=services.airflow_env(),
+    )  # fmt: skip
+    print(f"triggered marketflow_ingest run {run_id} with {conf}")
+    if args.wait:
+        return 0 if _wait_for_chain(run_id, since, timeout=args.timeout) else 1
     return 0
 
 
@@ -358,10 +396,10 @@ def _wait_for_chain(run_id: str, since_id: int, timeout: float) -> bool:
             runs = cur.fetchall()
             cur.execute(
                 "select state from task_instance where dag_id = 'marketflow_ingest' "
-                "and run_id = %s and task_id = 'load_prices'",
+                "and run_id = %s and task_id = 'announce'",
                 (run_id,),
             )
-            load_state = (cur.fetchone() or [None])[0]
+            announce_state = (cur.fetchone() or [None])[0]
         conn.close()
         for run_pk, dag_id, state in runs:
             if reported.get((run_pk, dag_id)) != state:
@@ -373,7 +411,7 @@ def _wait_for_chain(run_id: str, since_id: int, timeout: float) -> bool:
                     file=sys.stderr,
                 )
                 return False
-        if load_state == "skipped":
+        if announce_state == "skipped":
             print("  no new or changed prices: the pipeline is already up to date")
             return True
         active = [s for s in reported.values() if s in ("queued", "running")]
@@ -468,8 +506,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--path", help="csv provider: a file or a folder of .csv / .csv.gz files")
     p.add_argument("--start", type=_date)
     p.add_argument("--end", type=_date)
-    p.add_argument("--symbols", help="comma-separated, default all")
+    p.add_argument("--symbols", help="comma-separated, default: the universe, else all")
+    p.add_argument(
+        "--universe", help="universe file: symbol,start,active (default: $MARKETFLOW_UNIVERSE)"
+    )
     p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser(
+        "backfill", help="load a date range through the running stack as ONE ingest run"
+    )
+    p.add_argument("--start", type=_date, required=True)
+    p.add_argument("--end", type=_date, required=True)
+    p.add_argument("--provider", help="default: the Connection marketflow_provider, else settings")
+    p.add_argument("--path", help="csv provider: a folder inside MARKETFLOW_INGEST_DATA_ROOTS")
+    p.add_argument("--universe", help="universe file (default: the configured one)")
+    p.add_argument("--symbols", help="comma-separated, default: the universe")
+    p.add_argument("--wait", action="store_true", help="follow the run and the DAGs it triggers")
+    p.add_argument("--timeout", type=float, default=6 * 3600, help="seconds --wait waits at most")
+    p.set_defaults(func=cmd_backfill)
 
     full_help = (
         "validate every row, not only the rows changed since the suite last passed"

@@ -46,6 +46,31 @@ alter table raw.ingest_batches add column if not exists units_failed integer not
 alter table raw.ingest_batches add column if not exists failures jsonb not null default '[]';
 alter table raw.ingest_batches add column if not exists timings jsonb not null default '{}';
 
+-- When a batch's changes were announced downstream (the raw_prices Asset event). A backfill's
+-- runs defer: the last one announces every batch still pending (dags/ingest_dag.py). Batches
+-- from before this column existed count as announced.
+do $$
+begin
+    if not exists (
+        select 1 from information_schema.columns
+        where table_schema = 'raw' and table_name = 'ingest_batches' and column_name = 'announced_at'
+    ) then
+        alter table raw.ingest_batches add column announced_at timestamptz;
+        update raw.ingest_batches set announced_at = coalesce(finished_at, started_at);
+    end if;
+end
+$$;
+
+-- The configured universe (ingest/universe.py): the symbols the scheduled ingest loads, the
+-- first day of each, and whether it still trades (inactive: not fetched, not expected fresh).
+create table if not exists raw.universe (
+    symbol      text primary key,
+    start_date  date,
+    active      boolean not null default true,
+    source      text not null,
+    loaded_at   timestamptz not null default now()
+);
+
 create table if not exists raw.rejected_prices (
     id          bigserial primary key,
     batch_id    uuid not null,
@@ -195,3 +220,24 @@ create table if not exists monitoring.notifications (
     message     text not null,
     created_at  timestamptz not null default now()
 );
+
+-- Per-symbol freshness of raw.prices against the configured universe: an active symbol is
+-- stale when its last bar is older than the market's (the latest bar of any symbol), or when
+-- it has none. The ingest DAG reports stale symbols after every load.
+create or replace view monitoring.symbol_freshness as
+with market as (select max(trade_date) as market_date from raw.prices),
+last_bars as (
+    select u.symbol, u.start_date, (
+        select max(p.trade_date) from raw.prices as p where p.symbol = u.symbol
+    ) as last_trade_date
+    from raw.universe as u
+    where u.active
+)
+select
+    l.symbol,
+    l.start_date,
+    l.last_trade_date,
+    m.market_date,
+    (l.last_trade_date is null or l.last_trade_date < m.market_date) as stale,
+    m.market_date - l.last_trade_date as calendar_days_behind
+from last_bars as l cross join market as m;

@@ -1,5 +1,6 @@
-"""The ingest DAG through dag.test(): per-file failure isolation, the failure threshold, and
-no Asset event when nothing changed."""
+"""The ingest DAG through dag.test(): per-file failure isolation, the failure threshold, no
+Asset event when nothing changed, the configured universe and provider Connection, and the
+freshness report."""
 
 from __future__ import annotations
 
@@ -19,8 +20,8 @@ def _write_prices(folder: Path) -> None:
     (folder / "CCC.csv").write_text("Date,Open,High,Low,Volume\n2024-01-02,10,11,9,1000\n")
 
 
-def _load_state(run) -> str:
-    return str(next(ti.state for ti in run.get_task_instances() if ti.task_id == "load_prices"))
+def _state(run, task_id: str = "announce") -> str:
+    return str(next(ti.state for ti in run.get_task_instances() if ti.task_id == task_id))
 
 
 def test_a_bad_file_is_isolated_and_the_threshold_fails_loudly(dag_runner, make_database, tmp_path):
@@ -47,14 +48,19 @@ def test_a_bad_file_is_isolated_and_the_threshold_fails_loudly(dag_runner, make_
 
     tolerant = dag_runner("marketflow_ingest", {**conf, "max_failed_share": 0.5}, retries=0)
     assert str(tolerant.state) == "success"
-    # Same rows again: nothing changed, so the task is skipped and emits nothing.
-    assert _load_state(tolerant) == "skipped"
-    assert asset_events("raw_prices") == events
+    # Same rows again, nothing changed; but the failed run's committed rows were never
+    # announced, so this run announces them, once.
+    assert _state(tolerant) == "success"
+    assert asset_events("raw_prices") == events + 1
+    again = dag_runner("marketflow_ingest", {**conf, "max_failed_share": 0.5}, retries=0)
+    # Nothing changed and nothing pending: announce is skipped and emits nothing.
+    assert _state(again) == "skipped"
+    assert asset_events("raw_prices") == events + 1
 
     (tmp_path / "CCC.csv").write_text(HEADER + "2024-01-02,20,21,19,20.5,20.5,500\n")
     fixed = dag_runner("marketflow_ingest", {**conf, "max_failed_share": 0.2}, retries=0)
-    assert _load_state(fixed) == "success"
-    assert asset_events("raw_prices") == events + 1
+    assert _state(fixed) == "success"
+    assert asset_events("raw_prices") == events + 2
     assert query(url, "select count(*) from raw.prices where symbol = 'CCC'") == [(1,)]
 
 
@@ -107,3 +113,66 @@ def test_after_downtime_one_scheduled_run_catches_up_every_missing_day(
     assert query(
         url, "select rows_in, rows_inserted from raw.ingest_batches order by started_at"
     ) == [(4, 4), (len(days), len(days) - 4)]
+
+
+def test_the_scheduled_ingest_loads_the_configured_universe_from_the_provider_connection(
+    dag_runner, make_database, tmp_path
+):
+    """No Params at all, as a scheduled run: the provider and its folder come from the
+    Connection, the symbols and their first days from the universe file the Variable names;
+    an active symbol without the market's latest bar is reported and notified."""
+    url = make_database()
+    vendor = tmp_path / "vendor"
+    vendor.mkdir()
+    _write_prices(vendor)
+    (vendor / "CCC.csv").write_text((vendor / "AAA.csv").read_text())
+    (vendor / "DDD.csv").write_text((vendor / "AAA.csv").read_text())
+    universe = tmp_path / "universe.csv"
+    universe.write_text("symbol,start,active\naaa,,\nBBB,2024-01-05,\nCCC,,false\nEEE,,\n")
+    connection = {"conn_type": "generic", "extra": {"provider": "csv", "path": str(vendor)}}
+    dag_runner.configure(
+        MARKETFLOW_DATABASE_URL=url,
+        MARKETFLOW_INGEST_DATA_ROOTS=json.dumps([str(tmp_path)]),
+        AIRFLOW_CONN_MARKETFLOW_PROVIDER=json.dumps(connection),
+        AIRFLOW_VAR_MARKETFLOW_UNIVERSE=str(universe),
+    )
+    events = asset_events("raw_prices")
+    run = dag_runner("marketflow_ingest", {"start": "2024-01-01", "end": "2024-01-31"}, retries=0)
+
+    assert str(run.state) == "success"
+    # AAA whole, BBB from its start date; CCC inactive and DDD not listed: not loaded.
+    assert query(url, "select symbol, min(trade_date)::text, count(*) from raw.prices"
+                 " group by 1 order by 1") == [("AAA", "2024-01-02", 6), ("BBB", "2024-01-05", 3)]  # fmt: skip
+    assert query(url, "select provider from raw.ingest_batches") == [("csv",)]
+    assert query(url, "select symbol, start_date::text, active from raw.universe order by 1") == [
+        ("AAA", None, True),
+        ("BBB", "2024-01-05", True),
+        ("CCC", None, False),
+        ("EEE", None, True),
+    ]
+    assert asset_events("raw_prices") == events + 1
+    # EEE is in the universe and active but the provider has nothing: reported, not skipped.
+    xcom = next(ti for ti in run.get_task_instances() if ti.task_id == "check_freshness")
+    assert str(xcom.state) == "success"
+    assert query(url, "select kind, message from monitoring.notifications") == [
+        (
+            "stale_symbols",
+            "1 active symbol(s) have no bar on 2024-01-09, the market's latest day: "
+            "EEE (last bar never)",
+        )
+    ]
+
+
+def test_a_bad_universe_file_fails_the_load_and_loads_nothing(dag_runner, make_database, tmp_path):
+    url = make_database()
+    _write_prices(tmp_path)
+    universe = tmp_path / "universe.csv"
+    universe.write_text("symbol,start\nAAA,2024-02-30\n")
+    dag_runner.configure(
+        MARKETFLOW_DATABASE_URL=url, MARKETFLOW_INGEST_DATA_ROOTS=json.dumps([str(tmp_path)])
+    )
+    conf = {"provider": "csv", "path": str(tmp_path), "universe": str(universe)}
+    run = dag_runner("marketflow_ingest", conf, retries=0)
+    assert str(run.state) == "failed"
+    assert query(url, "select count(*) from raw.prices") == [(0,)]
+    assert query(url, "select count(*) from raw.universe") == [(0,)]
