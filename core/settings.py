@@ -136,6 +136,12 @@ class MonitoringSettings(_Section):
     live_window_days: Annotated[int, _env("MARKETFLOW_LIVE_WINDOW_DAYS", "live_window_days")] = 20
     top_k: Annotated[int, _env("MARKETFLOW_LIVE_TOP_K", "top_k")] = 10
     cooldown_days: Annotated[int, _env("MARKETFLOW_RETRAIN_COOLDOWN_DAYS", "cooldown_days")] = 5
+    # A features rebuild that rewrote the champion's training data further back than this
+    # many days before the latest bar (a vendor correction, a re-delivered history) requests
+    # a retrain (ml/registry/cadence.py); the daily look-back's rewrites stay inside it.
+    correction_days: Annotated[
+        int, _env("MARKETFLOW_RETRAIN_CORRECTION_DAYS", "correction_days"), Field(ge=0)
+    ] = 30
 
 
 class ApiSettings(_Section):

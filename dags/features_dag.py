@@ -94,14 +94,14 @@ def marketflow_features():
         return validate_or_raise(database_url(), "features_daily", run_key=run_key()).as_dict()
 
     @task(outlets=[RETRAIN_REQUEST])
-    def request_first_training() -> str:
-        """Ordinary days never train (training is weekly, or on a retrain request); but with no
-        @champion yet (a fresh stack) nothing could score these features until Monday, so ask
-        for a first training now, once (ml/registry/cadence.py). Skipped, emitting nothing,
-        when a champion exists or the first training is already on its way."""
+    def request_training() -> str:
+        """Ordinary days never train (training is weekly, or on a retrain request). Two cases
+        ask for one now, once (ml/registry/cadence.py): no @champion yet (a fresh stack:
+        nothing could score these features until Monday), or a data correction that rewrote
+        the champion's training data far back. Otherwise skipped, emitting nothing."""
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from ml.registry.cadence import request_first_training as decide
+        from ml.registry.cadence import request_training as decide
 
         requested, why = decide(database_url())
         if not requested:
@@ -110,7 +110,7 @@ def marketflow_features():
 
     checks = [validate_labels(), validate_universe(), generate_docs()]
     validate_raw_prices() >> dbt_models >> checks
-    checks >> validate_features() >> request_first_training()
+    checks >> validate_features() >> request_training()
 
 
 dag = marketflow_features()
