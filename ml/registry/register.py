@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,10 +26,29 @@ class Registered:
     train_end: date
 
 
+# What the pickled model imports when it loads (ml.pyfunc, ml.models.*), by distribution name.
+MODEL_REQUIREMENTS = ("mlflow", "cloudpickle", "numpy", "pandas", "pyarrow", "scipy",
+                      "scikit-learn", "torch", "pydantic", "pyyaml", "tqdm")  # fmt: skip
+# Our own code, logged with the model (`code_paths`): the model's classes live in `ml`.
+CODE_PATHS = [str(Path(__file__).resolve().parents[1])]
+
+
 def pip_requirements() -> list[str]:
-    wanted = ["mlflow", "numpy", "pandas", "scikit-learn", "cloudpickle", "torch"]
-    wanted.append("xgboost-cpu" if _installed("xgboost-cpu") else "xgboost")
-    return [f"{name}=={metadata.version(name)}" for name in wanted if _installed(name)]
+    """The model's own environment, pinned to this one's versions, as any machine can install
+    it: public versions (a local build tag such as `2.13.0+cpu` names a wheel only the machine
+    that built it has; `torch==2.13.0` still picks that wheel where pip/uv are configured to
+    find it), and `xgboost` for `xgboost-cpu` (the same code, built without CUDA)."""
+    pins = [f"{name}=={_public(metadata.version(name))}" for name in MODEL_REQUIREMENTS
+            if _installed(name)]  # fmt: skip
+    for dist in ("xgboost-cpu", "xgboost"):
+        if _installed(dist):
+            pins.append(f"xgboost=={_public(metadata.version(dist))}")
+            break
+    return pins
+
+
+def _public(version: str) -> str:
+    return version.split("+", 1)[0]
 
 
 def _installed(name: str) -> bool:
@@ -78,6 +98,7 @@ def register_challenger(
         signature=infer_signature(example, python_model.predict(None, example)),
         input_example=example,
         pip_requirements=pip_requirements(),
+        code_paths=CODE_PATHS,
         registered_model_name=model_name,
     )
     version = str(info.registered_model_version)
