@@ -29,10 +29,10 @@ from tests.helpers import query
 pytestmark = pytest.mark.e2e
 
 # Mon Jan 8 to Thu Jan 18: nine cron ticks (the to-date, Jan 19 00:00, ends before Friday's
-# 22:00 tick). MARKETFLOW_TEST_BACKFILL_TO=2025-01-08 runs the year the issue names (~250
+# 22:00 tick). TEST_BACKFILL_TO=2025-01-08 runs the year the issue names (~250
 # runs; about ten minutes here, so not in `make test`).
 FROM = date(2024, 1, 8)
-TO = date.fromisoformat(os.environ.get("MARKETFLOW_TEST_BACKFILL_TO", "2024-01-19"))
+TO = date.fromisoformat(os.environ.get("TEST_BACKFILL_TO") or "2024-01-19")
 TICKS = [FROM + timedelta(days=i) for i in range((TO - FROM).days) if (FROM + timedelta(days=i)).weekday() < 5]  # fmt: skip
 
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
