@@ -47,7 +47,13 @@ class XGBModel(Model):
         self.regressor: Any = None
 
     def fit(self, dataset: Dataset) -> XGBModel:
-        from xgboost import XGBRegressor
+        try:
+            from xgboost import XGBRegressor
+        except ImportError:
+            raise ImportError(
+                "the xgboost model needs XGBoost: pip install 'marketflow[cpu]' "
+                "(or 'marketflow[gpu]' for the CUDA build)"
+            ) from None
 
         train, valid = train_and_valid(dataset)
         use_valid = len(valid) > 0 and self.early_stopping_rounds
