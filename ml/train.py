@@ -31,7 +31,7 @@ from ml.evaluation.leakage import check_leakage
 from ml.evaluation.walk_forward import WalkForwardResult, run_walk_forward
 from ml.models import build_model
 from ml.prepare import Prepared, final_dataset, inputs_fingerprint, prepare
-from ml.registry.card import tear_sheet_dir
+from ml.registry.card import card_from_version, model_card_markdown, tear_sheet_dir
 from ml.registry.gate import gate, promote, select_challenger
 from ml.registry.register import register_challenger
 from ml.registry.tracking import configure, ensure_experiment
@@ -236,6 +236,13 @@ def train(
         if decision.promoted:
             promote(client, model_name, version, database_url)
             champ = version
+        if not client.get_registered_model(model_name).description:
+            client.update_registered_model(model_name, description=REGISTERED_MODEL_DESCRIPTION)
+        card = card_from_version(client.get_model_version(model_name, version))
+        client.update_model_version(model_name, version, description=model_card_markdown(
+            card, n_folds=len(folds), gate_reason=decision.reason, promoted=decision.promoted,
+            run_id=parent.info.run_id,
+        ))  # fmt: skip
         mlflow.set_tags({"promoted": str(decision.promoted), "gate_reason": decision.reason})
         mlflow.log_dict({"promoted": decision.promoted, "reason": decision.reason,
                          "metric": metric, "challenger_version": version,
@@ -255,6 +262,12 @@ def train(
 
 
 INPUTS_TAG = "inputs"
+REGISTERED_MODEL_DESCRIPTION = (
+    "MarketFlow's daily trading signal: a score per symbol and day from `marts.features_daily`, "
+    "higher meaning a better expected return over the label's horizon. `@champion` is the "
+    "version the signals API and batch scoring serve; `@challenger` the latest candidate. Each "
+    "version's description is its model card (data window, folds, metrics, the gate's verdict)."
+)
 
 
 def version_with_inputs(client: Any, model_name: str, inputs: str) -> Any | None:

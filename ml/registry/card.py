@@ -122,6 +122,70 @@ def write_card(client: Any, model_name: str, version: str, tags: Mapping[str, st
         client.set_model_version_tag(model_name, version, key, value)
 
 
+# The metrics a model card shows, with their interval where the walk-forward gives one.
+_CARD_METRICS = (
+    ("rank_ic", "RankIC", None),
+    ("ic", "IC", None),
+    ("icir", "ICIR", None),
+    ("directional_accuracy", "direction", None),
+    ("mae", "MAE", None),
+    ("rmse", "RMSE", None),
+    ("sharpe", "top-k Sharpe (after costs)", "sharpe_ci"),
+    ("excess_annual_return", "excess return a year (after costs)", "excess_annual_return_ci"),
+    ("excess_ir", "information ratio", "excess_ir_ci"),
+    ("turnover", "turnover a day", None),
+    ("cost_drag", "cost drag a year", None),
+    ("max_drawdown", "max drawdown", None),
+)
+
+
+def model_card_markdown(
+    card: ChampionCard,
+    *,
+    n_folds: int,
+    gate_reason: str,
+    promoted: bool,
+    run_id: str,
+) -> str:
+    """The version's description in the MLflow UI: what it learned from, how it was judged,
+    and the gate's verdict (markdown, as MLflow renders descriptions)."""
+    features = ", ".join(card.features[:12]) + (
+        f" and {len(card.features) - 12} more" if len(card.features) > 12 else ""
+    )
+    rows = []
+    for key, label, interval in _CARD_METRICS:
+        value = card.metrics.get(key)
+        if value is None:
+            continue
+        low = card.metrics.get(f"{interval}_low") if interval else None
+        high = card.metrics.get(f"{interval}_high") if interval else None
+        ci = f"[{low:.4f}, {high:.4f}]" if low is not None and high is not None else ""
+        rows.append(f"| {label} | {value:.4f} | {ci} |")
+    verdict = "promoted to @champion" if promoted else "kept as @challenger"
+    return "\n".join([
+        f"# {card.name} v{card.version}: {card.model}",
+        "",
+        f"- **Label**: `{card.label}` ({card.label_horizon} trading days ahead)",
+        f"- **Trained on**: {card.train_start} .. {card.train_end} (the refit on the latest data)",
+        f"- **Out of sample**: {card.test_start} .. {card.test_end}, {n_folds} walk-forward "
+        f"folds (fingerprint `{card.folds}`)",
+        f"- **Features** ({len(card.features)}): {features}",
+        f"- **Look-back**: {card.lookback} rows",
+        "",
+        "## Walk-forward metrics",
+        "",
+        "| metric | value | 95% interval |",
+        "|---|---|---|",
+        *rows,
+        "",
+        f"Tear sheet: run `{run_id}`, artifact `{tear_sheet_path(card.model or '')}`.",
+        "",
+        f"## Gate: {verdict}",
+        "",
+        gate_reason,
+    ])  # fmt: skip
+
+
 def _int(text: str | None) -> int | None:
     return int(text) if text and text.isdigit() else None
 
@@ -218,6 +282,7 @@ def champion_card(client: Any, model_name: str, *, with_run: bool = True) -> Cha
 
 __all__ = [
     "CHALLENGER",
+    "model_card_markdown",
     "CHAMPION",
     "TAG_METRICS",
     "ChampionCard",

@@ -11,6 +11,19 @@ from core.settings import Settings, environment, get_settings
 
 log = logging.getLogger(__name__)
 
+# The MLflow UI opens an experiment on the view of its kind: model development (runs, metrics,
+# models), not the GenAI overview (traces) it shows an untagged experiment.
+EXPERIMENT_KIND = "mlflow.experimentKind"
+MODEL_DEVELOPMENT = "custom_model_development"
+EXPERIMENT_TAGS = {
+    EXPERIMENT_KIND: MODEL_DEVELOPMENT,
+    "mlflow.note.content": (
+        "MarketFlow's trading-signal models: one parent run per training (walk-forward of the "
+        "model zoo, the gate's decision), the registered model's versions carry their model "
+        "card as description."
+    ),
+}
+
 
 def configure(settings: Settings | None = None) -> Any:
     """Point MLflow at the configured store and return an MlflowClient."""
@@ -31,6 +44,9 @@ def ensure_experiment(settings: Settings | None = None) -> str:
     client = configure(settings)
     exp = client.get_experiment_by_name(settings.mlflow.experiment)
     if exp is not None:
+        if exp.tags.get(EXPERIMENT_KIND) != MODEL_DEVELOPMENT:  # made by an older version
+            for key, value in EXPERIMENT_TAGS.items():
+                client.set_experiment_tag(exp.experiment_id, key, value)
         mlflow.set_experiment(experiment_id=exp.experiment_id)
         return str(exp.experiment_id)
     location = None
@@ -38,7 +54,9 @@ def ensure_experiment(settings: Settings | None = None) -> str:
         # Without a server, MLflow would write artifacts to ./mlruns of whatever cwd we have.
         settings.artifact_root.mkdir(parents=True, exist_ok=True)
         location = settings.artifact_root.resolve().as_uri()
-    exp_id = client.create_experiment(settings.mlflow.experiment, artifact_location=location)
+    exp_id = client.create_experiment(
+        settings.mlflow.experiment, artifact_location=location, tags=EXPERIMENT_TAGS
+    )
     mlflow.set_experiment(experiment_id=exp_id)
     return str(exp_id)
 

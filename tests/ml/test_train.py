@@ -52,6 +52,18 @@ def test_first_training_walks_forward_registers_with_tags_and_becomes_champion(
     for alias in (CHAMPION, CHALLENGER):
         version = mlflow_client.get_model_version_by_alias(name, alias)
         assert (str(version.version), version.run_id) == ("1", result.run_id)
+    # The MLflow UI: a model-development experiment; the version's description is its card.
+    experiment = mlflow_client.get_experiment(
+        mlflow_client.get_run(result.run_id).info.experiment_id
+    )
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    assert mlflow_client.get_registered_model(name).description.startswith("MarketFlow's daily")
+    card = mlflow_client.get_model_version(name, "1").description
+    assert card.startswith(f"# {name} v1: {result.best_model}\n"), card
+    assert f"RankIC | {result.metrics['rank_ic']:.4f} |" in card
+    assert "top-k Sharpe (after costs) | " in card and "] |" in card  # with its interval
+    assert card.rstrip().endswith(result.reason), card
+    assert "## Gate: promoted to @champion" in card
 
     # The best candidate on walk-forward RankIC is the one registered, with its metrics.
     assert set(result.candidates) == set(TINY_CONFIG["models"])
