@@ -594,8 +594,11 @@ def _record_failure(database_url: str, result: BatchResult, exc: Exception) -> N
                     storable(f"{type(exc).__name__}: {exc}"),
                 ),
             )
-    except (psycopg2.Error, ValueError):  # psycopg2 raises ValueError for a NUL in a value
-        log.exception("could not record failed batch %s", result.batch_id)
+    except (psycopg2.Error, ValueError) as record_exc:  # ValueError: a NUL in a value
+        # The load's own error is raised to the caller; this one is a line (a traceback with
+        # debug logging): on a database without our schema, both would be the same story.
+        log.error("could not record failed batch %s: %s", result.batch_id,
+                  str(record_exc).strip(), exc_info=log.isEnabledFor(logging.DEBUG))  # fmt: skip
 
 
 def ingest(

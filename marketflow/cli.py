@@ -57,6 +57,14 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     provider = args.provider or settings.ingest.provider
     symbols = [s.strip().upper() for s in (args.symbols or "").split(",") if s] or None
     options = {"path": args.path} if getattr(args, "path", None) else {}
+    if args.start and args.end and args.end < args.start:
+        print(f"marketflow ingest: --end {args.end} is before --start {args.start}",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    if provider == "csv" and not options:
+        print("marketflow ingest: the csv provider needs --path (a file, or a folder of .csv"
+              " / .csv.gz files)", file=sys.stderr)  # fmt: skip
+        return 2
     plan = None
     universe = getattr(args, "universe", None) or settings.ingest.universe
     if universe and not symbols:
@@ -632,7 +640,25 @@ def main(argv: list[str] | None = None) -> int:
         if args.verbose:
             raise
         print(f"marketflow {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        hint = _hint(exc)
+        if hint:
+            print(f"  hint: {hint}", file=sys.stderr)
         return 1
+
+
+def _hint(exc: BaseException) -> str | None:
+    """What to do about the errors a new user meets first."""
+    import psycopg2
+
+    text = str(exc)
+    missing_database = isinstance(exc, psycopg2.OperationalError) and "does not exist" in text
+    if missing_database or isinstance(
+        exc, psycopg2.errors.UndefinedTable | psycopg2.errors.InvalidSchemaName
+    ):
+        return "run `marketflow db init` first (creates the roles, databases and schemas)"
+    if isinstance(exc, psycopg2.OperationalError) and "connection" in text:
+        return "is PostgreSQL running? MARKETFLOW_DATABASE_URL says where it is"
+    return None
 
 
 if __name__ == "__main__":

@@ -59,3 +59,38 @@ def test_bad_arguments_fail_with_one_readable_line(make_database):
         .startswith("marketflow ingest: ValueError: unknown data provider")
     )
     assert "Traceback" not in proc.stderr
+
+
+def test_first_mistakes_get_a_clear_message_and_no_empty_batch(make_database, admin_url):
+    url = make_database()
+    proc = _cli("ingest", "--provider", "csv", url=url)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        "marketflow ingest: the csv provider needs --path (a file, or a folder of .csv"
+        " / .csv.gz files)"
+    )
+    proc = _cli("ingest", "--provider", "sample", "--start", "2012-03-01", "--end", "2012-01-01",
+                url=url)  # fmt: skip
+    assert proc.returncode == 2
+    assert "--end 2012-01-01 is before --start 2012-03-01" in proc.stderr
+    with psycopg2.connect(url) as conn, conn.cursor() as cur:
+        cur.execute("select count(*) from raw.ingest_batches")
+        assert cur.fetchone() == (0,)  # nothing was recorded for either
+    conn.close()
+
+    # A database nobody initialised: one line, and what to do.
+    from core.db import drop_database, ensure_database
+    from core.urls import database_name
+
+    bare = database_name(url) + "_bare"
+    ensure_database(admin_url, bare, "marketflow")
+    try:
+        bare_url = url.rsplit("/", 1)[0] + "/" + bare
+        proc = _cli("ingest", "--provider", "sample", "--symbols", "IBM", url=bare_url)
+    finally:
+        drop_database(admin_url, bare)
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "  hint: run `marketflow db init` first (creates the roles, databases and schemas)"
+    ), proc.stderr
