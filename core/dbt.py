@@ -7,6 +7,7 @@ and dbt itself is imported only when a command runs, so importing this module is
 
 from __future__ import annotations
 
+import shutil
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -112,9 +113,28 @@ def build(database_url: str, select: str | None = None) -> None:
     run_dbt(["build", *selection], database_url)
 
 
-def docs_generate(database_url: str) -> None:
-    """`dbt docs generate`: manifest.json, catalog.json and index.html under `target_path()`."""
+DOCS_FILES = ("index.html", "manifest.json", "catalog.json")
+
+
+def docs_dir() -> Path:
+    """Where the published dbt docs site lives: `$MARKETFLOW_DATA_DIR/dbt-docs`, which the
+    Airflow api-server serves (Cosmos's plugin, Browse -> "dbt docs") and, in compose, a
+    volume every container shares."""
+    return get_settings().data_dir / "dbt-docs"
+
+
+def docs_generate(database_url: str) -> Path:
+    """`dbt docs generate` (manifest.json, catalog.json and index.html under `target_path()`),
+    then publish the three files to `docs_dir()`, each replaced whole (a reader never sees
+    half a file). Returns the published index.html."""
     run_dbt(["docs", "generate"], database_url)
+    published = docs_dir()
+    published.mkdir(parents=True, exist_ok=True)
+    for name in DOCS_FILES:
+        staged = published / f".{name}.tmp"
+        shutil.copyfile(target_path() / name, staged)
+        staged.replace(published / name)
+    return published / "index.html"
 
 
 __all__ = [
@@ -122,6 +142,7 @@ __all__ = [
     "DbtError",
     "build",
     "dbt_env",
+    "docs_dir",
     "docs_generate",
     "run_dbt",
     "target_path",

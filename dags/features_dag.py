@@ -81,11 +81,11 @@ def marketflow_features():
 
     @task
     def generate_docs() -> str:
-        """`dbt docs generate`: the column catalogue analysts read (`dbt docs serve`)."""
+        """`dbt docs generate`, published where the Airflow UI serves it (Browse -> "dbt docs
+        (feature catalogue)"): the column catalogue analysts read."""
         from core.dbt import docs_generate
 
-        docs_generate(database_url())
-        return str(target_path() / "index.html")
+        return str(docs_generate(database_url()))
 
     @task(outlets=[FEATURES], retries=0, execution_timeout=timedelta(minutes=30))
     def validate_features() -> dict:

@@ -24,6 +24,9 @@ from core.settings import REPO_ROOT, Settings, get_settings
 from core.urls import read_only_url, sqlalchemy_url, with_database
 
 BIN = Path(sys.executable).parent
+# The Airflow UI's menu entry (Browse) for the dbt docs site, and its path on the api-server.
+DBT_DOCS_NAME = "dbt docs (feature catalogue)"
+DBT_DOCS_PATH = "/cosmos/marketflow/dbt_docs_index.html"
 
 
 @dataclass(frozen=True)
@@ -155,6 +158,17 @@ def airflow_env(settings: Settings | None = None) -> dict[str, str]:
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         # Cosmos (the dbt task groups) reports each task run to its vendor by default.
         "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
+        # Cosmos's plugin serves the dbt docs the features DAG generates (the analysts' column
+        # catalogue) in the Airflow UI, Browse -> "dbt docs": /cosmos/marketflow/dbt_docs_index.html
+        # (core.dbt.docs_generate publishes them to $MARKETFLOW_DATA_DIR/dbt-docs).
+        "AIRFLOW__COSMOS__DBT_DOCS_PROJECTS": json.dumps(
+            {
+                "marketflow": {
+                    "dir": str(settings.data_dir / "dbt-docs"),
+                    "name": DBT_DOCS_NAME,
+                }
+            }
+        ),
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         "AIRFLOW__CORE__PARALLELISM": "4",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",

@@ -132,6 +132,7 @@ def render(info: dict[str, Any], settings: Settings | None = None, urls: bool = 
         lines.append(f"drift report        {path}")
     if urls:
         from marketflow.services import (
+            DBT_DOCS_PATH,
             PIPELINE_USER,
             airflow_password_file,
             mlflow_identities_file,
@@ -142,8 +143,10 @@ def render(info: dict[str, Any], settings: Settings | None = None, urls: bool = 
         ml_pw = f"pipeline_password in {mlflow_identities_file(settings)}"
         lines += [
             "",
-            f"Airflow UI          http://127.0.0.1:8080   (login admin / {pw})",
+            f"Airflow UI          http://127.0.0.1:{settings.services.airflow_port}   (login admin / {pw})",
             f"MLflow UI           {settings.mlflow.tracking_uri}   (login {PIPELINE_USER} / {ml_pw})",
+            f"dbt docs            http://127.0.0.1:{settings.services.airflow_port}{DBT_DOCS_PATH}"
+            "   (the feature catalogue; Airflow UI -> Browse)",
             "Signals API         http://127.0.0.1:8000/api/v1/signals/latest",
             "Stop everything     make down",
         ]

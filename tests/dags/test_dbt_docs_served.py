@@ -1,0 +1,78 @@
+"""The dbt docs site (the analysts' column catalogue) served by the running stack: the
+features DAG's `docs_generate` publishes it to $MARKETFLOW_DATA_DIR/dbt-docs, and the Airflow
+api-server of `marketflow up` serves it through Cosmos's plugin, no checkout needed."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from core.db import drop_database, ensure_database
+from core.dbt import docs_generate
+from core.settings import get_settings
+from core.urls import database_name
+from marketflow.services import DBT_DOCS_PATH, airflow_env, services, start_all, stop_all
+from tests.api.api_test_helpers import free_port
+
+pytestmark = pytest.mark.e2e
+
+AIRFLOW = str(Path(sys.executable).with_name("airflow"))
+
+
+def _get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read()
+    except OSError:
+        return 0, b""
+
+
+def test_the_airflow_api_server_serves_the_published_dbt_docs(
+    market_url: str, admin_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    port = free_port()
+    airflow_db = database_name(market_url) + "_docs_airflow"
+    monkeypatch.setenv("MARKETFLOW_DATABASE_URL", market_url)
+    monkeypatch.setenv("MARKETFLOW_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("MARKETFLOW_AIRFLOW_PORT", str(port))
+    monkeypatch.setenv("MARKETFLOW_AIRFLOW_DATABASE", airflow_db)
+    settings = get_settings()
+    index = docs_generate(market_url)
+    assert index == tmp_path / "data" / "dbt-docs" / "index.html" and index.is_file()
+
+    ensure_database(admin_url, airflow_db, "marketflow")
+    env = {**os.environ, **airflow_env(settings)}
+    stack = [s for s in services(settings) if s.name == "airflow-api-server"]
+    try:
+        migrated = subprocess.run([AIRFLOW, "db", "migrate"], env=env, capture_output=True,
+                                  text=True, timeout=600)  # fmt: skip
+        assert migrated.returncode == 0, migrated.stderr[-2000:]
+        start_all(settings, echo=lambda _: None, stack=stack)
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while _get(base + DBT_DOCS_PATH)[0] != 200 and time.monotonic() < deadline:
+            time.sleep(1)
+        status, page = _get(base + DBT_DOCS_PATH)
+        _, catalog = _get(base + "/cosmos/marketflow/catalog.json")
+        _, manifest = _get(base + "/cosmos/marketflow/manifest.json")
+    finally:
+        stop_all(settings, echo=lambda _: None, stack=stack, timeout=10)
+        drop_database(admin_url, airflow_db)
+
+    assert status == 200, page[:500]
+    assert b"<html" in page.lower() and b"dbt" in page.lower()
+    # The catalogue the page renders: the marts' columns from the database, their meaning
+    # from the project.
+    columns = json.loads(catalog)["nodes"]["model.marketflow.features_daily"]["columns"]
+    assert "rsi_14" in columns and len(columns) == 145
+    described = json.loads(manifest)["nodes"]["model.marketflow.features_daily"]["columns"]
+    assert described["rsi_14"]["description"].strip()
