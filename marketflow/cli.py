@@ -332,6 +332,16 @@ def _airflow(*argv: str, env: dict[str, str]) -> subprocess.CompletedProcess[str
     return proc
 
 
+def cmd_airflow(args: argparse.Namespace) -> int:
+    """The `airflow` CLI with the stack's environment (its metadata database, home, config):
+    `marketflow airflow dags list-runs marketflow_training`. Replaces this process."""
+    from marketflow import services
+
+    airflow = str(Path(sys.executable).parent / "airflow")
+    argv = args.airflow_args[1:] if args.airflow_args[:1] == ["--"] else args.airflow_args
+    os.execve(airflow, [airflow, *argv], {**os.environ, **services.airflow_env()})
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     """Databases, Airflow/MLflow migrations, dbt manifest, then every service."""
     from core.dbt import run_dbt
@@ -498,6 +508,15 @@ def build_parser() -> argparse.ArgumentParser:
     db_sub.add_parser("init", help="create roles, databases and schemas (idempotent)").set_defaults(
         func=cmd_db_init
     )
+
+    p = sub.add_parser(
+        "airflow",
+        help="the airflow CLI against this stack (no environment to export first)",
+        description="Runs `airflow ARGS...` with the environment `marketflow up` gives its "
+        "services, e.g. `marketflow airflow dags list-runs marketflow_ingest`.",
+    )
+    p.add_argument("airflow_args", nargs=argparse.REMAINDER, metavar="ARGS")
+    p.set_defaults(func=cmd_airflow)
 
     keys = sub.add_parser("api-key", help="create, revoke and list HTTP API keys")
     keys_sub = keys.add_subparsers(dest="key_command", required=True)

@@ -38,6 +38,18 @@ def test_sample_data_flows_from_ingest_to_api(dag_runner, database_url, mlflow_s
 
     for asset in ("features_daily", "model", "daily_signals", "drift_runs"):
         assert asset_events(asset) >= 1, asset
+    # Only our Assets: the dbt tasks emit none of their own (Cosmos's emit_datasets off).
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    from dags import assets
+
+    ours = {a.name for a in vars(assets).values() if type(a).__name__ == "Asset"}
+    with create_session() as session:
+        emitted = set(session.scalars(select(AssetModel.name).join(
+            AssetEvent, AssetEvent.asset_id == AssetModel.id).distinct()))  # fmt: skip
+    assert emitted <= ours and "features_daily" in emitted, emitted
 
     with psycopg2.connect(database_url) as conn, conn.cursor() as cur:
         cur.execute("select count(*) from raw.prices")

@@ -94,3 +94,15 @@ def test_first_mistakes_get_a_clear_message_and_no_empty_batch(make_database, ad
     assert proc.stderr.strip().splitlines()[-1] == (
         "  hint: run `marketflow db init` first (creates the roles, databases and schemas)"
     ), proc.stderr
+
+
+def test_marketflow_airflow_runs_the_airflow_cli_with_the_stacks_environment(tmp_path):
+    env = {**os.environ, "MARKETFLOW_DATA_DIR": str(tmp_path), "MARKETFLOW_AIRFLOW_PORT": "18093"}
+    env.pop("AIRFLOW_HOME", None)
+    proc = subprocess.run([CLI, "airflow", "config", "get-value", "api", "port"],
+                          capture_output=True, text=True, env=env, timeout=120)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "18093"
+    proc = subprocess.run([CLI, "airflow", "config", "get-value", "core", "dags_folder"],
+                          capture_output=True, text=True, env=env, timeout=120)  # fmt: skip
+    assert proc.stdout.strip() == str(Path(__file__).resolve().parents[2] / "dags")
