@@ -63,10 +63,11 @@ def marketflow_features():
             # A test of two models (features and labels share keys) gets a task of its own
             # after both; attached to one parent it raced the other's build on a cold run.
             should_detach_multiple_parents_tests=True,
+            # Our Assets say what changed (features_daily after its checkpoint); Cosmos's own
+            # per-model Assets (postgres:// URIs nothing schedules on) would only add noise.
+            emit_datasets=False,
         ),
-        # Our Assets say what changed (features_daily after its checkpoint); Cosmos's own
-        # per-model Assets (five postgres:// URIs nothing schedules on) would only add noise.
-        operator_args={"install_deps": False, "retries": 1, "emit_datasets": False},
+        operator_args={"install_deps": False, "retries": 1},
     )
 
     @task(retries=0)

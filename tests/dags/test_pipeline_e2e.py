@@ -88,3 +88,28 @@ def test_sample_data_flows_from_ingest_to_api(dag_runner, database_url, mlflow_s
     assert body["count"] == 5
     assert {s["model_version"] for s in body["signals"]} == {str(champion.version)}
     assert sorted(s["rank"] for s in body["signals"]) == [1, 2, 3, 4, 5]
+    _check_readme_examples(app.test_client(), headers)
+
+
+def _readme_get_examples() -> list[str]:
+    """The GET paths of the README's API examples (the curl URL and the backticked paths)."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    paths = re.findall(r"http://127\.0\.0\.1:8000(/api/v1/[^'`\s]+)", text)
+    paths += re.findall(r"`(/api/v1/[^`\s]+)`", text)
+    paths = [p.rstrip(";,.") for p in paths]
+    return sorted({p for p in paths if not p.endswith("/docs") and "/score" not in p})
+
+
+def _check_readme_examples(client, headers) -> None:
+    """Every API example in the README returns rows on the demo data (issue 16)."""
+    examples = _readme_get_examples()
+    assert len(examples) >= 4, examples
+    for path in examples:
+        resp = client.get(path, headers=headers)
+        assert resp.status_code == 200, (path, resp.get_json())
+        body = resp.get_json()
+        rows = body.get("signals", body.get("features", [body]))
+        assert rows, (path, body)
