@@ -258,17 +258,24 @@ def champion_version(client: Any, model_name: str) -> Any | None:
     """The ModelVersion behind `@champion`, or None when the model or the alias does not exist.
 
     Anything else (a refused sign-in, a registry error) raises: taken for "no champion", it
-    would let the gate promote a challenger unopposed and scoring say "train first"."""
+    would let the gate promote a challenger unopposed and scoring say "train first".
+
+    The alias is read from the registered model, not through MLflow's get-by-alias endpoint:
+    behind MLflow's sign-in, that endpoint answers a read-only user's question about a missing
+    alias with 403 (its permission check resolves the alias first), which is not "no
+    champion" for anyone else."""
     from mlflow.exceptions import MlflowException
 
     try:
-        return client.get_model_version_by_alias(model_name, CHAMPION)
+        model = client.get_registered_model(model_name)
     except MlflowException as exc:
-        missing_model = exc.error_code == "RESOURCE_DOES_NOT_EXIST"
-        missing_alias = exc.error_code == "INVALID_PARAMETER_VALUE" and "alias" in str(exc)
-        if missing_model or missing_alias:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
             return None
         raise
+    version = (model.aliases or {}).get(CHAMPION)
+    if version is None:
+        return None
+    return client.get_model_version(model_name, str(version))
 
 
 def champion_card(client: Any, model_name: str, *, with_run: bool = True) -> ChampionCard | None:

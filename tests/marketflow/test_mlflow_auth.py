@@ -75,11 +75,17 @@ def test_the_stacks_mlflow_needs_a_sign_in_and_the_reader_cannot_write(
         pipeline.create_registered_model("signal")
         version = pipeline.create_model_version("signal", f"runs:/{run.info.run_id}/model",
                                                 run.info.run_id)  # fmt: skip
+        # No champion yet, as scoring meets it while the first training runs: the reader is
+        # told "no champion" (MLflow's alias endpoint answers it 403 here), not an error.
+        with reader_identity(settings):
+            assert champion_version(MlflowClient(uri, uri), "signal") is None
+            assert champion_version(MlflowClient(uri, uri), "no_such_model") is None
         pipeline.set_registered_model_alias("signal", "champion", version.version)
 
         with reader_identity(settings):
             reader = MlflowClient(uri, uri)
             assert reader.get_model_version_by_alias("signal", "champion").version == "1"
+            assert champion_version(reader, "signal").version == "1"
             local = reader.download_artifacts(run.info.run_id, "model", str(tmp_path / "dl"))
             assert (Path(local) / "model.txt").read_text() == "weights"
             for write in (
