@@ -116,8 +116,27 @@ class TrainingSettings(_Section):
 class MonitoringSettings(_Section):
     """When monitoring asks for a retrain."""
 
-    # Days of scored history compared with the training reference.
-    current_days: Annotated[int, _env("MARKETFLOW_DRIFT_CURRENT_DAYS", "current_days")] = 60
+    # Trading days of recent history compared with the reference (a month: what drift
+    # monitoring is asked about; docs/monitoring.md has the calibration).
+    current_days: Annotated[int, _env("MARKETFLOW_DRIFT_CURRENT_DAYS", "current_days")] = 20
+    # The reference: the last this many calendar days of the champion's training window (the
+    # market it learned most recently); 0 = the whole window (years: everything drifts).
+    reference_days: Annotated[
+        int, _env("MARKETFLOW_DRIFT_REFERENCE_DAYS", "reference_days"), Field(ge=0)
+    ] = 365
+    # A continuous feature drifts when its normed Wasserstein distance to the reference
+    # reaches threshold_margin x the largest distance of one of the reference's own months
+    # (ml/monitoring/drift.py reference_thresholds), and never below feature_threshold; a
+    # discrete one (<= 20 distinct values) when its PSI reaches psi_threshold.
+    threshold_margin: Annotated[
+        float, _env("MARKETFLOW_DRIFT_THRESHOLD_MARGIN", "threshold_margin"), Field(gt=0)
+    ] = 1.25
+    feature_threshold: Annotated[
+        float, _env("MARKETFLOW_DRIFT_FEATURE_THRESHOLD", "feature_threshold"), Field(gt=0)
+    ] = 0.1
+    psi_threshold: Annotated[
+        float, _env("MARKETFLOW_DRIFT_PSI_THRESHOLD", "psi_threshold"), Field(gt=0)
+    ] = 0.2
     # Rows of the training window drift compares against: a fixed sample of about this many
     # (ml/monitoring/store.py); 0 = every row (years of a real universe: minutes and GBs).
     reference_rows: Annotated[

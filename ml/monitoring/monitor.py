@@ -25,7 +25,13 @@ import pandas as pd
 from core.settings import Settings, get_settings
 from ml.data.handler import FEATURES
 from ml.monitoring import store
-from ml.monitoring.drift import DriftResult, FeatureDrift, compute_drift, report_name
+from ml.monitoring.drift import (
+    DriftResult,
+    FeatureDrift,
+    compute_drift,
+    reference_thresholds,
+    report_name,
+)
 from ml.monitoring.live_quality import DEFAULT_LABEL, LiveQuality, live_quality
 from ml.monitoring.retrain import Decision, Thresholds, decide_retraining, retrain_reasons
 from ml.monitoring.tracking import log_drift_run
@@ -60,6 +66,9 @@ def run_drift(
     drift_share_threshold: float = 0.5,
     tracking_uri: str | None = None,
     reference_rows: int = 0,
+    feature_threshold: float = 0.1,
+    psi_threshold: float = 0.2,
+    threshold_margin: float | None = 1.25,
 ) -> DriftResult:
     """Drift of the last `current_days` trading days (up to `run_date`) against `reference_window`
     (a fixed sample of about `reference_rows` of its rows; 0: all of them).
@@ -116,7 +125,14 @@ def run_drift(
     report_path = (
         Path(reports_dir) / report_name(current_end, model_version, mlflow_run_id)
     ).resolve()
-    result = compute_drift(reference, current, features, report_path, drift_share_threshold)
+    # Each continuous feature's threshold from the reference's own months (None: the fixed
+    # `feature_threshold` for every feature).
+    thresholds = None
+    if threshold_margin is not None:
+        thresholds = reference_thresholds(reference, features, current_days, threshold_margin,
+                                          floor=feature_threshold)  # fmt: skip
+    result = compute_drift(reference, current, features, report_path, drift_share_threshold,
+                           feature_threshold, psi_threshold, thresholds)  # fmt: skip
     prediction = None
     if model_name and model_version:
         prediction = prediction_drift(
@@ -191,6 +207,7 @@ def prediction_drift(
         pd.DataFrame({"score": current}),
         ["score"],
         features_report.with_name(features_report.stem + "_predictions.html"),
+        by_type=False,
     )
     drift = result.per_feature["score"]
     log.info("prediction drift: %s (%s %.4g)", drift["drifted"], drift["method"], drift["score"])
@@ -261,10 +278,11 @@ def _champion_drift(
     run_date: date | None,
     current_days: int | None = None,
 ) -> DriftResult:
-    """Drift of the champion's own features: its training window against the last days."""
+    """Drift of the champion's own features: the end of its training window against the last
+    trading days."""
     return run_drift(
         database_url,
-        reference_window=champion.reference,
+        reference_window=reference_window(champion.reference, thresholds.reference_days),
         current_days=current_days or thresholds.current_days,
         features=champion.features,
         reports_dir=settings.reports_dir,
@@ -275,7 +293,19 @@ def _champion_drift(
         drift_share_threshold=thresholds.drift_share,
         tracking_uri=settings.mlflow.tracking_uri,
         reference_rows=settings.monitoring.reference_rows,
+        feature_threshold=thresholds.feature_threshold,
+        psi_threshold=thresholds.psi_threshold,
+        threshold_margin=thresholds.threshold_margin,
     )
+
+
+def reference_window(training: tuple[date, date], days: int) -> tuple[date, date]:
+    """The last `days` calendar days of the training window (all of it when `days` is 0 or
+    the window is shorter)."""
+    start, end = training
+    if days and end - timedelta(days=days) > start:
+        start = end - timedelta(days=days)
+    return start, end
 
 
 def monitor(

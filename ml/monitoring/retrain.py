@@ -32,6 +32,10 @@ class Thresholds:
     live_window_days: int = _default("live_window_days")
     top_k: int = _default("top_k")
     current_days: int = _default("current_days")
+    reference_days: int = _default("reference_days")
+    feature_threshold: float = _default("feature_threshold")
+    threshold_margin: float = _default("threshold_margin")
+    psi_threshold: float = _default("psi_threshold")
     # Days after a retraining request during which no new one is made.
     cooldown_days: int = _default("cooldown_days")
 
