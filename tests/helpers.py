@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import psycopg2
+
+AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 
 
 def query(url: str, sql: str, params: Any = None) -> list[tuple]:
@@ -30,3 +35,11 @@ def asset_events(asset_name: str) -> int:
             .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
             .where(AssetModel.name == asset_name)
         )
+
+
+def airflow_cli(env: dict[str, str], *args: str) -> str:
+    """`airflow ARGS` with `env` (a test stack's, from marketflow.services.airflow_env); its
+    stdout. A failure fails the test with the command's output."""
+    done = subprocess.run([AIRFLOW, *args], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, f"airflow {args}: {done.stdout[-2000:]}{done.stderr[-2000:]}"
+    return done.stdout

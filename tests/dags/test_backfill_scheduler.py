@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 from datetime import date, timedelta
 from itertools import pairwise
@@ -24,7 +22,7 @@ from core.settings import get_settings
 from core.urls import database_name
 from marketflow.services import airflow_env, services, start_all, stop_all
 from tests.api.api_test_helpers import free_port
-from tests.helpers import query
+from tests.helpers import airflow_cli, query
 
 pytestmark = pytest.mark.e2e
 
@@ -35,17 +33,10 @@ FROM = date(2024, 1, 8)
 TO = date.fromisoformat(os.environ.get("TEST_BACKFILL_TO") or "2024-01-19")
 TICKS = [FROM + timedelta(days=i) for i in range((TO - FROM).days) if (FROM + timedelta(days=i)).weekday() < 5]  # fmt: skip
 
-AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 DAG = "marketflow_ingest"
 HEADER = "Date,Open,High,Low,Close,Adj Close,Volume\n"
 DOWNSTREAM = ("marketflow_features", "marketflow_training", "marketflow_scoring",
               "marketflow_monitoring", "marketflow_quality_sweep")  # fmt: skip
-
-
-def _airflow(env: dict[str, str], *args: str) -> str:
-    done = subprocess.run([AIRFLOW, *args], env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, f"airflow {args}: {done.stdout[-2000:]}{done.stderr[-2000:]}"
-    return done.stdout
 
 
 def test_a_backfill_of_many_runs_emits_raw_prices_once_from_its_last_load(
@@ -79,13 +70,13 @@ def test_a_backfill_of_many_runs_emits_raw_prices_once_from_its_last_load(
     airflow_url = env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].replace("+psycopg2", "")
     stack = [s for s in services(settings) if s.name.startswith("airflow-")]
     try:
-        _airflow(env, "db", "migrate")
-        _airflow(env, "dags", "reserialize")
+        airflow_cli(env, "db", "migrate")
+        airflow_cli(env, "dags", "reserialize")
         for downstream in DOWNSTREAM:  # the test counts events; it does not build features
-            _airflow(env, "dags", "pause", downstream)
+            airflow_cli(env, "dags", "pause", downstream)
         start_all(settings, echo=lambda _: None, stack=stack)
-        _airflow(env, "dags", "unpause", DAG)
-        _airflow(env, "backfill", "create", "--dag-id", DAG, "--from-date", str(FROM),
+        airflow_cli(env, "dags", "unpause", DAG)
+        airflow_cli(env, "backfill", "create", "--dag-id", DAG, "--from-date", str(FROM),
                  "--to-date", str(TO), "--max-active-runs", "3")  # fmt: skip
         backfill_runs = "select count(*), count(*) filter (where state in ('success', 'failed'))" \
                         " from dag_run where dag_id = %s and run_type = 'backfill'"  # fmt: skip

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -20,10 +18,9 @@ from core.settings import get_settings
 from core.urls import database_name
 from marketflow.services import DBT_DOCS_PATH, airflow_env, services, start_all, stop_all
 from tests.api.api_test_helpers import free_port
+from tests.helpers import airflow_cli
 
 pytestmark = pytest.mark.e2e
-
-AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 
 
 def _get(url: str) -> tuple[int, bytes]:
@@ -53,9 +50,7 @@ def test_the_airflow_api_server_serves_the_published_dbt_docs(
     env = {**os.environ, **airflow_env(settings)}
     stack = [s for s in services(settings) if s.name == "airflow-api-server"]
     try:
-        migrated = subprocess.run([AIRFLOW, "db", "migrate"], env=env, capture_output=True,
-                                  text=True, timeout=600)  # fmt: skip
-        assert migrated.returncode == 0, migrated.stderr[-2000:]
+        airflow_cli(env, "db", "migrate")
         start_all(settings, echo=lambda _: None, stack=stack)
         base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 120

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from datetime import date
@@ -28,17 +26,11 @@ from core.urls import database_name
 from ingest.loader import ingest
 from marketflow.services import airflow_env, run_dir, services, start_all, stop_all
 from tests.api.api_test_helpers import free_port
+from tests.helpers import airflow_cli
 
 pytestmark = pytest.mark.e2e
 
-AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 DAG = "marketflow_features"
-
-
-def _airflow(env: dict[str, str], *args: str) -> str:
-    done = subprocess.run([AIRFLOW, *args], env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, f"airflow {args}: {done.stdout[-2000:]}{done.stderr[-2000:]}"
-    return done.stdout
 
 
 def _one(url: str, sql: str, params: tuple = ()) -> tuple | None:
@@ -92,14 +84,14 @@ def test_scheduler_killed_while_dbt_runs_and_restarted_the_run_ends_and_tables_a
     airflow_url = env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].replace("+psycopg2", "")
     stack = [s for s in services(settings) if s.name.startswith("airflow-")]
     try:
-        _airflow(env, "db", "migrate")
+        airflow_cli(env, "db", "migrate")
         run_dbt(["parse"], url)
-        _airflow(env, "dags", "reserialize")
+        airflow_cli(env, "dags", "reserialize")
         start_all(settings, echo=lambda _: None, stack=stack)
         for downstream in ("marketflow_training", "marketflow_scoring", "marketflow_monitoring"):
-            _airflow(env, "dags", "pause", downstream)  # the drill is about the features run
-        _airflow(env, "dags", "unpause", DAG)
-        _airflow(env, "dags", "trigger", DAG, "--run-id", "drill")
+            airflow_cli(env, "dags", "pause", downstream)  # the drill is about the features run
+        airflow_cli(env, "dags", "unpause", DAG)
+        airflow_cli(env, "dags", "trigger", DAG, "--run-id", "drill")
 
         running = "select task_id from task_instance where dag_id = %s and run_id = 'drill' " \
                   "and task_id like 'dbt.%%' and state = 'running' limit 1"  # fmt: skip
