@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -43,3 +46,28 @@ def airflow_cli(env: dict[str, str], *args: str) -> str:
     done = subprocess.run([AIRFLOW, *args], env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, f"airflow {args}: {done.stdout[-2000:]}{done.stderr[-2000:]}"
     return done.stdout
+
+
+@contextmanager
+def own_airflow(
+    settings: Any, admin_url: str, wanted: Callable[[str], bool] = lambda name: True
+) -> Iterator[tuple[dict[str, str], str, list[Any]]]:
+    """(env, metadata database URL, services) of an Airflow of the test's own: its metadata
+    database (`settings.services.airflow_database`) created and migrated, the local stack's
+    Airflow services whose name `wanted` accepts, not started; after the block they are
+    stopped and the database dropped. The drills that kill a scheduler or run a backfill
+    start it themselves."""
+    from core.db import drop_database, ensure_database
+    from marketflow.services import airflow_env, services, stop_all
+
+    database = settings.services.airflow_database
+    ensure_database(admin_url, database, "marketflow")
+    env = {**os.environ, **airflow_env(settings)}
+    url = env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].replace("+psycopg2", "")
+    stack = [s for s in services(settings) if s.name.startswith("airflow-") and wanted(s.name)]
+    try:
+        airflow_cli(env, "db", "migrate")
+        yield env, url, stack
+    finally:
+        stop_all(settings, echo=lambda _: None, stack=stack, timeout=10)
+        drop_database(admin_url, database)

@@ -17,12 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from core.db import drop_database, ensure_database
 from core.settings import get_settings
 from core.urls import database_name
-from marketflow.services import airflow_env, services, start_all, stop_all
+from marketflow.services import start_all
 from tests.api.api_test_helpers import free_port
-from tests.helpers import airflow_cli, query
+from tests.helpers import airflow_cli, own_airflow, query
 
 pytestmark = pytest.mark.e2e
 
@@ -65,12 +64,7 @@ def test_a_backfill_of_many_runs_emits_raw_prices_once_from_its_last_load(
         json.dumps({"conn_type": "generic", "extra": {"provider": "csv", "path": str(vendor)}}),
     )
     settings = get_settings()
-    ensure_database(admin_url, airflow_db, "marketflow")
-    env = {**os.environ, **airflow_env(settings)}
-    airflow_url = env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].replace("+psycopg2", "")
-    stack = [s for s in services(settings) if s.name.startswith("airflow-")]
-    try:
-        airflow_cli(env, "db", "migrate")
+    with own_airflow(settings, admin_url) as (env, airflow_url, stack):
         airflow_cli(env, "dags", "reserialize")
         for downstream in DOWNSTREAM:  # the test counts events; it does not build features
             airflow_cli(env, "dags", "pause", downstream)
@@ -95,9 +89,6 @@ def test_a_backfill_of_many_runs_emits_raw_prices_once_from_its_last_load(
                       " and run_type = 'backfill' order by start_date", (DAG,))  # fmt: skip
         events = query(airflow_url, "select e.timestamp, e.source_run_id from asset_event e"
                        " join asset a on a.id = e.asset_id where a.name = 'raw_prices'")  # fmt: skip
-    finally:
-        stop_all(settings, echo=lambda _: None, stack=stack, timeout=10)
-        drop_database(admin_url, airflow_db)
 
     # One run per cron tick (22:00, Mon-Fri) of the range, every load succeeded...
     loads = [t for t in tasks if t[0] == "backfill" and t[2] == "load_prices"]

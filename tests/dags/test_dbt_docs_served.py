@@ -5,20 +5,18 @@ api-server of `marketflow up` serves it through Cosmos's plugin, no checkout nee
 from __future__ import annotations
 
 import json
-import os
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from core.db import drop_database, ensure_database
 from core.dbt import docs_generate
 from core.settings import get_settings
 from core.urls import database_name
-from marketflow.services import DBT_DOCS_PATH, airflow_env, services, start_all, stop_all
+from marketflow.services import DBT_DOCS_PATH, start_all
 from tests.api.api_test_helpers import free_port
-from tests.helpers import airflow_cli
+from tests.helpers import own_airflow
 
 pytestmark = pytest.mark.e2e
 
@@ -46,11 +44,11 @@ def test_the_airflow_api_server_serves_the_published_dbt_docs(
     index = docs_generate(market_url)
     assert index == tmp_path / "data" / "dbt-docs" / "index.html" and index.is_file()
 
-    ensure_database(admin_url, airflow_db, "marketflow")
-    env = {**os.environ, **airflow_env(settings)}
-    stack = [s for s in services(settings) if s.name == "airflow-api-server"]
-    try:
-        airflow_cli(env, "db", "migrate")
+    with own_airflow(settings, admin_url, lambda name: name == "airflow-api-server") as (
+        _env,
+        _url,
+        stack,
+    ):
         start_all(settings, echo=lambda _: None, stack=stack)
         base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 120
@@ -59,9 +57,6 @@ def test_the_airflow_api_server_serves_the_published_dbt_docs(
         status, page = _get(base + DBT_DOCS_PATH)
         _, catalog = _get(base + "/cosmos/marketflow/catalog.json")
         _, manifest = _get(base + "/cosmos/marketflow/manifest.json")
-    finally:
-        stop_all(settings, echo=lambda _: None, stack=stack, timeout=10)
-        drop_database(admin_url, airflow_db)
 
     assert status == 200, page[:500]
     assert b"<html" in page.lower() and b"dbt" in page.lower()

@@ -19,14 +19,13 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from core.db import drop_database, ensure_database
 from core.dbt import run_dbt
 from core.settings import get_settings
 from core.urls import database_name
 from ingest.loader import ingest
-from marketflow.services import airflow_env, run_dir, services, start_all, stop_all
+from marketflow.services import run_dir, start_all
 from tests.api.api_test_helpers import free_port
-from tests.helpers import airflow_cli
+from tests.helpers import airflow_cli, own_airflow
 
 pytestmark = pytest.mark.e2e
 
@@ -79,12 +78,7 @@ def test_scheduler_killed_while_dbt_runs_and_restarted_the_run_ends_and_tables_a
     from mlflow import MlflowClient
 
     MlflowClient(mlflow_store["MLFLOW_TRACKING_URI"]).search_experiments()  # migrated now
-    ensure_database(admin_url, airflow_db, "marketflow")
-    env = {**os.environ, **airflow_env(settings)}
-    airflow_url = env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].replace("+psycopg2", "")
-    stack = [s for s in services(settings) if s.name.startswith("airflow-")]
-    try:
-        airflow_cli(env, "db", "migrate")
+    with own_airflow(settings, admin_url) as (env, airflow_url, stack):
         run_dbt(["parse"], url)
         airflow_cli(env, "dags", "reserialize")
         start_all(settings, echo=lambda _: None, stack=stack)
@@ -113,9 +107,6 @@ def test_scheduler_killed_while_dbt_runs_and_restarted_the_run_ends_and_tables_a
                      " and run_id = 'drill' and task_id = %s", (DAG, task))  # fmt: skip
         assert _one(airflow_url, state, (DAG,)) == ("success",), f"{task}: {tries}"
         assert tries is not None and tries[1] == "success", tries
-    finally:
-        stop_all(settings, echo=lambda _: None, stack=stack, timeout=10)
-        drop_database(admin_url, airflow_db)
 
     # Whole tables: every price has its feature row, nothing half-built is left behind.
     prices = _one(url, "select count(*) from raw.prices")
