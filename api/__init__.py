@@ -40,6 +40,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         PUBLIC_PAGE=api.public_page,
         PAGE_RATE_LIMIT=api.page_rate_limit,
         RATELIMIT_STORAGE_URI=api.rate_limit_storage,
+        LINK_SECRET=api.link_secret.get_secret_value() if api.link_secret else None,
+        LINK_SECONDS=api.link_seconds,
         **openapi.openapi_config("MarketFlow signals API"),
     )
     if config:

@@ -1,5 +1,6 @@
 """Bearer-key authentication for the `/api/v1` resources; health is open, and so are the
-OpenAPI document and the docs (flask-smorest's own blueprint, which needs no key).
+OpenAPI document and the docs (flask-smorest's own blueprint, which needs no key). A drift
+report also opens with a signed link's token instead of a key (api/links.py).
 
 A key is valid while its SHA-256 is in `api.api_keys` and not revoked. Valid hashes are
 remembered per worker for `KEY_CACHE_SECONDS`, so a revoked key stops working within that
@@ -16,7 +17,7 @@ from flask import Flask, current_app, request
 from werkzeug.exceptions import Unauthorized
 from werkzeug.wrappers import Response
 
-from api import queries
+from api import links, queries
 from api.db import fetch_all
 from api.keys import hash_key
 
@@ -46,6 +47,11 @@ def require_key() -> None:
     if request.endpoint is None or request.blueprint not in current_app.extensions[_PROTECTED_KEY]:
         return
     if request.endpoint in OPEN_ENDPOINTS or request.method == "OPTIONS":
+        return
+    if request.endpoint == links.REPORT_ENDPOINT and "token" in request.args:
+        # A signed link (api/links.py) opens that one report, key or not.
+        links.check_report_token(str((request.view_args or {}).get("run_id", "")),
+                                 request.args["token"])  # fmt: skip
         return
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")

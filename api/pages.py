@@ -17,10 +17,12 @@ from typing import Any
 from flask import Blueprint, Flask, Response, abort, current_app, render_template
 from werkzeug.exceptions import HTTPException
 
-from api import champion, queries
+from api import champion, links, queries
 from api.db import fetch_all
+from api.openapi import URL_PREFIX
 
 bp = Blueprint("pages", __name__)
+DRIFT_PREFIX = f"{URL_PREFIX}/drift"
 PAGE_SIGNALS = 50
 
 
@@ -76,6 +78,8 @@ def _render_home() -> str:
         card=card,
         card_error=card_error,
         drift=drift[0] if drift else None,
+        # The report behind a signed link that expires (api/links.py); None without a secret.
+        report_link=links.report_link(drift[0]["run_id"], DRIFT_PREFIX)[0] if drift else None,
         quality=quality[0] if quality else None,
         fmt=_fmt,
     )

@@ -184,6 +184,14 @@ class DriftRunPathSchema(Schema):
     )
 
 
+class ReportLinkArgsSchema(Schema):
+    token = fields.String(
+        validate=validate.Length(min=1, max=500, error="token must be 1 to 500 characters"),
+        metadata={"description": "a signed link's token (`report_link` of /drift/latest): "
+                                 "opens this report without a key until it expires"},
+    )  # fmt: skip
+
+
 _SCORE_BODY = 'the body must be a JSON object {"symbols": ["AAPL", ...]}'
 _SCORE_SYMBOLS = _verbatim(
     f"symbols must be a list of 1 to {MAX_SCORE_SYMBOLS} symbols matching {SYMBOL_PATTERN}"

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -217,6 +217,13 @@ class ApiSettings(_Section):
     rate_limit_storage: Annotated[
         str, _env("MARKETFLOW_API_RATE_LIMIT_STORAGE", "rate_limit_storage")
     ] = "memory://"
+    # Signs the drift reports' browser links (api/links.py); the same in every worker and
+    # across restarts. None: no links, a report needs a key.
+    link_secret: Annotated[SecretStr | None, _env("MARKETFLOW_API_LINK_SECRET", "link_secret")] = (
+        None
+    )
+    # How long a signed link opens its report.
+    link_seconds: Annotated[int, _env("MARKETFLOW_API_LINK_SECONDS", "link_seconds")] = 3600
 
 
 class DbtSettings(_Section):

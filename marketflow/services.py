@@ -135,6 +135,17 @@ def _ensure_stack_reader(settings: Settings) -> None:
     )
 
 
+def api_link_secret(settings: Settings) -> str:
+    """The local stack's key for the API's signed report links, generated once into an
+    owner-only file (the same for every worker and across restarts)."""
+    path = settings.data_dir / "api" / "link_secret"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write_private(path, secrets.token_urlsafe(32))
+    path.chmod(0o600)
+    return path.read_text().strip()
+
+
 def airflow_env(settings: Settings | None = None) -> dict[str, str]:
     """The environment every Airflow component (and `airflow` CLI call) of the demo shares."""
     settings = settings or get_settings()
@@ -248,6 +259,8 @@ def services(settings: Settings | None = None) -> list[Service]:
                 "MARKETFLOW_API_BIND": api_bind,
                 "MARKETFLOW_API_DATABASE_URL": api_db,
                 "MARKETFLOW_API_PUBLIC_PAGE": "true",
+                # Signs the drift reports' browser links (api/links.py).
+                "MARKETFLOW_API_LINK_SECRET": api_link_secret(settings),
                 # The API reads the registry as the read-only identity.
                 "MLFLOW_TRACKING_USERNAME": ids["reader_username"],
                 "MLFLOW_TRACKING_PASSWORD": ids["reader_password"],

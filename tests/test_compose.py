@@ -74,6 +74,7 @@ TEST_ENV = {
     "MLFLOW_PIPELINE_PASSWORD": "test-mlflow-pipeline-pw",
     "MLFLOW_READER_PASSWORD": "test-mlflow-reader-pw",
     "MLFLOW_FLASK_SERVER_SECRET_KEY": "test-mlflow-secret-key",
+    "MARKETFLOW_API_LINK_SECRET": "test-api-link-secret",
 }
 
 _VAR_REF = re.compile(

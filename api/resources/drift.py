@@ -9,11 +9,16 @@ from typing import Any
 
 from flask import Response, abort, current_app, jsonify, send_file
 
-from api import queries
+from api import links, queries
 from api.db import fetch_all
 from api.openapi import URL_PREFIX, Blueprint
 from api.resources.errors import documents_errors
-from api.schemas import DriftRunPathSchema, DriftStatusSchema, ModelArgsSchema
+from api.schemas import (
+    DriftRunPathSchema,
+    DriftStatusSchema,
+    ModelArgsSchema,
+    ReportLinkArgsSchema,
+)
 
 blp = Blueprint("drift", __name__, url_prefix=f"{URL_PREFIX}/drift", description="Monitoring")
 
@@ -48,6 +53,10 @@ def drift_latest(args: dict[str, Any]) -> Response:
         features = fetch_all(queries.DRIFT_FEATURES, {"run_id": run["run_id"]})
         drift = {k: _jsonable(v) for k, v in run.items() if k != "report_path"}
         drift["report_url"] = f"{blp.url_prefix}/{run['run_id']}/report"
+        # The same report for a browser: a signed link that expires (api/links.py).
+        drift["report_link"], drift["report_link_expires_at"] = links.report_link(
+            run["run_id"], blp.url_prefix
+        )
         drift["features"] = [_row_json(f) for f in features]
     return jsonify(
         drift=drift,
@@ -58,10 +67,14 @@ def drift_latest(args: dict[str, Any]) -> Response:
 
 @blp.get("/<run_id>/report")
 @blp.arguments(DriftRunPathSchema, location="path")
+@blp.arguments(ReportLinkArgsSchema, location="query")
 @blp.response(200, {"type": "string"}, content_type="text/html", description="HTML")
 @documents_errors(blp, 401, 404, 503)
-def drift_report(path: dict[str, Any], run_id: str) -> Response:
-    """A drift run's Evidently HTML report"""
+def drift_report(path: dict[str, Any], query: dict[str, Any], run_id: str) -> Response:
+    """A drift run's Evidently HTML report
+
+    With a key, or with the `token` of a signed link (`report_link` of `/drift/latest`).
+    """
     rows = fetch_all(queries.DRIFT_REPORT, {"run_id": run_id})
     if not rows:
         abort(404, description=f"no drift run {run_id}")

@@ -229,7 +229,15 @@ def seed_demo(
     report = reports_dir / f"drift_{days[-1]}_v1.html"  # the API serves only this folder
     reports_dir.mkdir(parents=True, exist_ok=True)
     artifact_dir.mkdir(parents=True, exist_ok=True)
-    report.write_text("<html><body><h1>Drift report</h1></body></html>")
+    # A real report (our summary, then Evidently's detail) of the seeded features: the first
+    # days against the last ones.
+    import pandas as pd
+
+    from ml.monitoring.drift import compute_drift
+
+    frame = pd.DataFrame(features, columns=["symbol", "trade_date", "ret_1d", "vol_20d"])
+    split = frame["trade_date"] >= days[len(days) // 2]
+    compute_drift(frame[~split], frame[split], ["ret_1d", "vol_20d"], report)
     with psycopg2.connect(owner_url) as conn, conn.cursor() as cur:
         cur.execute("truncate signals.daily_signals, monitoring.drift_runs cascade")
         cur.execute("truncate monitoring.live_quality")

@@ -53,6 +53,7 @@ def served(
         "MARKETFLOW_MODEL_NAME": model_name,
         "MARKETFLOW_DATA_DIR": str(tmp / "data"),
         "MARKETFLOW_API_PUBLIC_PAGE": "true",
+        "MARKETFLOW_API_LINK_SECRET": "pages-test-link-secret",
     }
     with gunicorn(env, tmp / "gunicorn.log"):
         yield {
@@ -110,6 +111,18 @@ def test_home_page_shows_signals_champion_and_drift(served: dict, browser: Any) 
     drift = page.locator("#drift").inner_text()
     assert "Drift detected" in drift and "1 of 2 features drifted (50%)" in drift
     assert "IC 0.0310" in drift and "hit rate 0.5400" in drift
+
+    # The drift report opens from the page through its signed link (no key in a browser):
+    # our summary first, then Evidently's own widgets, drawn by its inline scripts.
+    with page.expect_navigation():
+        page.locator("#drift-report").click()
+    assert f"/api/v1/drift/{served['drift_run_id']}/report?token=" in page.url
+    summary = page.locator("#marketflow-drift-summary")
+    assert "of 2 features drifted" in summary.locator("h2").inner_text()
+    page.get_by_text("All features").click()
+    assert summary.locator("tr").count() == 3  # the header and one row per feature
+    page.get_by_text("Data Drift Summary", exact=False).first.wait_for(timeout=20_000)
+    assert page.get_by_text("ret_1d").count() >= 2  # in our table and in Evidently's
     assert failed == []  # nothing fetched from elsewhere, nothing broken
     page.close()
 
@@ -179,4 +192,4 @@ def test_the_drift_report_is_served(served: dict) -> None:
     )
     with urllib.request.urlopen(request, timeout=10) as response:
         assert response.status == 200
-        assert b"Drift report" in response.read()
+        assert b'id="marketflow-drift-summary"' in response.read()
