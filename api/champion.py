@@ -145,10 +145,10 @@ class ChampionRegistry:
 
     def _build_card(self, version: Any) -> dict[str, Any]:
         """The model card's JSON: ml.registry.card reads the version's metadata."""
-        from ml.registry.card import TAG_METRICS, card_from_version
+        from ml.registry.card import VERSION_METRICS, read_card
 
         client = self.client()
-        card = card_from_version(version, client.get_run(version.run_id))
+        card = read_card(client, version, with_run=True)
         from ml.registry.card import tear_sheet_dir, tear_sheet_path
 
         artifacts = {a.path for a in client.list_artifacts(card.run_id, "plots")}
@@ -171,7 +171,7 @@ class ChampionRegistry:
             "features": list(card.features),
             "trained_window": {"start": _iso(card.train_start), "end": _iso(card.train_end)},
             "test_window": {"start": _iso(card.test_start), "end": _iso(card.test_end)},
-            "metrics": {k: card.metrics[k] for k in TAG_METRICS if k in card.metrics},
+            "metrics": {k: card.metrics[k] for k in VERSION_METRICS if k in card.metrics},
             "registered_at": _iso_ms(card.registered_at_ms),
             "mlflow_run_url": run_url,
             "equity_curve_url": (

@@ -31,7 +31,7 @@ from ml.evaluation.leakage import check_leakage
 from ml.evaluation.walk_forward import WalkForwardResult, run_walk_forward
 from ml.models import build_model
 from ml.prepare import Prepared, final_dataset, inputs_fingerprint, prepare
-from ml.registry.card import card_from_version, model_card_markdown, tear_sheet_dir
+from ml.registry.card import model_card_markdown, read_card, tear_sheet_dir
 from ml.registry.gate import gate, promote, select_challenger
 from ml.registry.register import register_challenger
 from ml.registry.tracking import configure, ensure_experiment
@@ -130,6 +130,8 @@ def _log_run_inputs(prepared: Prepared) -> None:
         }
     )
     mlflow.log_dict(config.as_dict(), "config/models.yaml")
+    # Every fold's windows, once: each candidate's `fold/<metric>` step k is fold k here.
+    mlflow.log_dict({"folds": [fold.as_params() for fold in folds]}, "walk_forward/folds.json")
     mlflow.log_text(",".join(panel.features), "config/features.txt")
 
 
@@ -238,7 +240,7 @@ def train(
             champ = version
         if not client.get_registered_model(model_name).description:
             client.update_registered_model(model_name, description=REGISTERED_MODEL_DESCRIPTION)
-        card = card_from_version(client.get_model_version(model_name, version))
+        card = read_card(client, client.get_model_version(model_name, version))
         client.update_model_version(model_name, version, description=model_card_markdown(
             card, n_folds=len(folds), gate_reason=decision.reason, promoted=decision.promoted,
             run_id=parent.info.run_id,

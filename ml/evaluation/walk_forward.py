@@ -5,7 +5,8 @@ and on top of the calendar gap every train (valid) row whose label is realised o
 first valid (test) date is dropped: a symbol with missing days realises its label later than
 `horizon` dates, and would otherwise leak. Test windows advance by `step_days`; `rolling` keeps
 `train_days` of training history, `expanding` keeps everything from the first date.
-Processors are fitted on each fold's train rows only. Each fold can be a nested MLflow run.
+Processors are fitted on each fold's train rows only. Tracked, each fold's metrics are steps
+of the active MLflow run (`fold/<metric>`, step = the fold's index).
 """
 
 from __future__ import annotations
@@ -206,9 +207,10 @@ def run_walk_forward(
             importance[feature] = importance.get(feature, 0.0) + value / len(folds)
         pieces.append(scored)
         if track:
-            with mlflow.start_run(run_name=f"{name}_fold_{fold.index}", nested=True):
-                mlflow.log_params({**fold.as_params(), "model": name})
-                mlflow.log_metrics(_finite_only(metrics))
+            # Into the active (the candidate's) run, one step per fold: a chart per metric
+            # across folds, not a run per fold.
+            mlflow.log_metrics({f"fold/{k}": v for k, v in _finite_only(metrics).items()},
+                               step=fold.index)  # fmt: skip
         if on_fold is not None:
             on_fold(fold.index, metrics)
         log.info("%s fold %d: rank_ic=%.4f ic=%.4f", name, fold.index,

@@ -4,9 +4,10 @@ only (training writes it, inference, monitoring, the API and the demo summary re
 A card is written as model-version tags: `model`, `label`, `label_horizon`, `lookback`,
 `features` (comma-separated), `train_start`/`train_end` (the refit's window: drift monitoring's
 reference), `test_start`/`test_end` (the walk-forward's out-of-sample span), `folds` (the folds'
-fingerprint), `gate_metric`, `model_spec` (JSON) and `metric.<name>` for the walk-forward
-metrics. Older versions kept some of these as run params only: a card read with its run falls
-back to them.
+fingerprint), `gate_metric` and `model_spec` (JSON): lineage only. The walk-forward metrics are
+metrics of the version's logged model (MLflow 3's LoggedModel, shown on the version's page) and
+of its training run; `read_card` reads them from the logged model. Older versions kept the
+metrics as `metric.<name>` tags and some fields as run params only: a card falls back to them.
 
 Imports nothing heavy at module level (the API imports it at start-up): MLflow is imported in
 the functions that talk to the registry.
@@ -23,8 +24,8 @@ from typing import Any
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 
-# Walk-forward metrics kept on the version (`metric.<name>`).
-TAG_METRICS = ("ic", "rank_ic", "icir", "rank_icir", "ic_tstat", "directional_accuracy", "mae",
+# The walk-forward metrics a version carries (its logged model's metrics).
+VERSION_METRICS = ("ic", "rank_ic", "icir", "rank_icir", "ic_tstat", "directional_accuracy", "mae",
                "rmse", "mape", "sharpe", "sharpe_ci_low", "sharpe_ci_high", "sortino",
                "annual_return", "volatility", "max_drawdown", "calmar", "turnover",
                "ls_sharpe", "ls_annual_return", "benchmark_sharpe", "benchmark_annual_return",
@@ -63,7 +64,8 @@ class ChampionCard:
     folds: str | None = None
     gate_metric: str | None = None
     model_spec: dict[str, Any] | None = None
-    # `metric.<name>` tags: the walk-forward metrics the gate compares.
+    # The walk-forward metrics the gate compares (the logged model's; `metric.<name>` tags of
+    # older versions).
     metrics: Mapping[str, float] = field(default_factory=dict)
     # From the registry and the run, when the card was read with them (the run's metrics
     # include the stress tests and everything else the training run logged).
@@ -96,9 +98,8 @@ def card_tags(
     folds: str,
     gate_metric: str,
     model_spec: Mapping[str, Any],
-    metrics: Mapping[str, float],
 ) -> dict[str, str]:
-    """The model-version tags of a card, as training writes them."""
+    """The model-version tags of a card (lineage), as training writes them."""
     return {
         "model": model,
         "label": label,
@@ -112,7 +113,6 @@ def card_tags(
         "folds": folds,
         "gate_metric": gate_metric,
         "model_spec": json.dumps(dict(model_spec)),
-        **{f"metric.{k}": f"{metrics[k]:.6g}" for k in TAG_METRICS if k in metrics},
     }
 
 
@@ -120,6 +120,48 @@ def write_card(client: Any, model_name: str, version: str, tags: Mapping[str, st
     """Set the card's tags on `model_name` version `version` (an MlflowClient)."""
     for key, value in tags.items():
         client.set_model_version_tag(model_name, version, key, value)
+
+
+def version_metric_values(metrics: Mapping[str, float]) -> dict[str, float]:
+    """The finite VERSION_METRICS of a walk-forward's `metrics`, as a logged model keeps them."""
+    import math
+
+    return {k: float(metrics[k]) for k in VERSION_METRICS
+            if k in metrics and metrics[k] is not None and math.isfinite(metrics[k])}  # fmt: skip
+
+
+def logged_model_id(model_version: Any) -> str | None:
+    """The id of the LoggedModel behind a version: its `model_id`, else its `models:/m-...`
+    source (the registry does not fill `model_id` on every store)."""
+    model_id = getattr(model_version, "model_id", None)
+    if model_id:
+        return str(model_id)
+    source = str(getattr(model_version, "source", "") or "")
+    rest = source.removeprefix("models:/")
+    return rest if rest != source and rest.startswith("m-") and "/" not in rest else None
+
+
+def version_metrics(client: Any, model_version: Any) -> dict[str, float]:
+    """The walk-forward metrics of a version's logged model ({} for versions logged before
+    metrics moved there, or without a logged model)."""
+    from mlflow.exceptions import MlflowException
+
+    model_id = logged_model_id(model_version)
+    if model_id is None:
+        return {}
+    try:
+        logged = client.get_logged_model(model_id)
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return {}
+        raise
+    latest: dict[str, Any] = {}
+    for metric in logged.metrics or []:
+        if metric.key in VERSION_METRICS:
+            kept = latest.get(metric.key)
+            if kept is None or (metric.step, metric.timestamp) >= (kept.step, kept.timestamp):
+                latest[metric.key] = metric
+    return {key: float(metric.value) for key, metric in latest.items()}
 
 
 # The metrics a model card shows, with their interval where the walk-forward gives one.
@@ -214,22 +256,25 @@ def _spec(text: str | None) -> dict[str, Any] | None:
     return spec if isinstance(spec, dict) else None
 
 
-def card_from_version(model_version: Any, run: Any | None = None) -> ChampionCard:
+def card_from_version(
+    model_version: Any, run: Any | None = None, metrics: Mapping[str, float] | None = None
+) -> ChampionCard:
     """The card of an MLflow ModelVersion. With its run (`client.get_run(version.run_id)`),
     fields missing from the tags are read from the run's params, and the run's metrics and
-    experiment id come with it."""
+    experiment id come with it. `metrics`: the version's walk-forward metrics
+    (`version_metrics`); without them, the `metric.<name>` tags of older versions."""
     tags: dict[str, str] = dict(model_version.tags or {})
     params: dict[str, str] = dict(run.data.params) if run is not None else {}
 
     def pick(name: str) -> str | None:
         return tags.get(name) or params.get(name) or None
 
-    metrics: dict[str, float] = {}
+    found: dict[str, float] = dict(metrics or {})
     for key, raw in tags.items():
-        if key.startswith("metric."):
+        if key.startswith("metric.") and key.removeprefix("metric.") not in found:
             value = _float(raw)
             if value is not None:
-                metrics[key.removeprefix("metric.")] = value
+                found[key.removeprefix("metric.")] = value
     created = getattr(model_version, "creation_timestamp", None)
     return ChampionCard(
         name=str(model_version.name),
@@ -247,7 +292,7 @@ def card_from_version(model_version: Any, run: Any | None = None) -> ChampionCar
         folds=tags.get("folds") or None,
         gate_metric=pick("gate_metric"),
         model_spec=_spec(tags.get("model_spec")),
-        metrics=metrics,
+        metrics=found,
         run_metrics=dict(run.data.metrics) if run is not None else {},
         registered_at_ms=int(created) if created else None,
         experiment_id=str(run.info.experiment_id) if run is not None else None,
@@ -284,18 +329,28 @@ def champion_card(client: Any, model_name: str, *, with_run: bool = True) -> Cha
     version = champion_version(client, model_name)
     if version is None:
         return None
-    return card_from_version(version, client.get_run(version.run_id) if with_run else None)
+    return read_card(client, version, with_run=with_run)
+
+
+def read_card(client: Any, model_version: Any, *, with_run: bool = False) -> ChampionCard:
+    """A version's card with its walk-forward metrics (from its logged model), and its run's
+    params and metrics when `with_run`."""
+    run = client.get_run(model_version.run_id) if with_run else None
+    return card_from_version(model_version, run, version_metrics(client, model_version))
 
 
 __all__ = [
     "CHALLENGER",
     "model_card_markdown",
     "CHAMPION",
-    "TAG_METRICS",
+    "VERSION_METRICS",
     "ChampionCard",
     "card_from_version",
     "card_tags",
     "champion_card",
     "champion_version",
+    "read_card",
+    "version_metric_values",
+    "version_metrics",
     "write_card",
 ]

@@ -16,7 +16,7 @@ from ml.config import GateConfig, ModelSpec
 from ml.evaluation.walk_forward import WalkForwardResult, run_walk_forward
 from ml.models import model_lookback
 from ml.prepare import Prepared
-from ml.registry.card import CHAMPION, ChampionCard, card_from_version, champion_version
+from ml.registry.card import CHAMPION, ChampionCard, champion_version, read_card
 
 
 @dataclass(frozen=True)
@@ -116,7 +116,7 @@ def _decide(
         return GateDecision(False, f"challenger not promoted: {short}", champ)
     if current is None:
         return GateDecision(True, "no champion yet: challenger promoted", champ)
-    card = card_from_version(current)
+    card = read_card(client, current)
     new = finite_or_worst(challenger.metrics.get(metric, float("nan")))
     recorded = card.metric(metric)
     if card.folds == prepared.fingerprint and recorded is not None:

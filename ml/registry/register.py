@@ -16,7 +16,7 @@ import pandas as pd
 from ml.config import ModelSpec
 from ml.data.dataset import Dataset, Panel
 from ml.models import Model
-from ml.registry.card import CHALLENGER, card_tags, write_card
+from ml.registry.card import CHALLENGER, card_tags, version_metric_values, write_card
 
 
 @dataclass(frozen=True)
@@ -116,9 +116,11 @@ def register_challenger(
         folds=fingerprint,
         gate_metric=gate_metric,
         model_spec=spec.as_dict(),
-        metrics=metrics,
     )
     write_card(client, model_name, version, tags)
+    # The walk-forward metrics as the logged model's own (the version's page shows them; the
+    # card reads them back with ml.registry.card.version_metrics); tags stay lineage.
+    mlflow.log_metrics(version_metric_values(metrics), model_id=info.model_id)
     mlflow.log_params({"train_start": str(train_start), "train_end": str(train_end)})
     client.set_registered_model_alias(model_name, CHALLENGER, version)
     return Registered(version, train_start, train_end)

@@ -7,6 +7,7 @@ registry state one test sees is the state its own training calls left.
 
 from __future__ import annotations
 
+import json
 import math
 from datetime import date
 from pathlib import Path
@@ -23,7 +24,7 @@ from ml.data.handler import FEATURES, discover_features, load_panel
 from ml.evaluation.leakage import LeakageError
 from ml.evaluation.walk_forward import WalkForwardResult, run_walk_forward
 from ml.prepare import prepare
-from ml.registry.card import CHALLENGER, CHAMPION, TAG_METRICS
+from ml.registry.card import CHALLENGER, CHAMPION, VERSION_METRICS, logged_model_id, read_card
 from ml.registry.gate import sanity_failures
 from ml.train import train
 from tests.ml.conftest import TINY_CONFIG
@@ -82,9 +83,18 @@ def test_first_training_walks_forward_registers_with_tags_and_becomes_champion(
     assert tags["features"].split(",") == discover_features(market_url)
     assert set(FEATURES) <= set(tags["features"].split(","))
     assert int(tags["lookback"]) == (5 if result.best_model == "lstm_attention" else 1)
+    # Tags are lineage; the metrics are the version's logged model's (what the UI shows on the
+    # version's page, and what the card reads back).
+    version = mlflow_client.get_model_version(name, "1")
+    assert not [t for t in tags if t.startswith("metric.")]
+    logged = mlflow_client.get_logged_model(logged_model_id(version))
+    on_model = {m.key: m.value for m in logged.metrics}
+    kept = {m for m in VERSION_METRICS if math.isfinite(result.metrics.get(m, math.nan))}
+    assert kept <= set(on_model)
     for metric in CONTRACT_METRICS:
-        assert float(tags[f"metric.{metric}"]) == pytest.approx(result.metrics[metric], rel=1e-5)
-    assert set(f"metric.{m}" for m in TAG_METRICS if m in result.metrics) <= set(tags)
+        assert on_model[metric] == pytest.approx(result.metrics[metric], rel=1e-9)
+    card = read_card(mlflow_client, version)
+    assert card.metrics == pytest.approx({m: on_model[m] for m in kept})
 
     # Walk-forward windows: the last fold's test ends on the last labelled date; the registered
     # refit trains on everything up to a purge gap before its early-stopping window.
@@ -98,22 +108,25 @@ def test_first_training_walks_forward_registers_with_tags_and_becomes_champion(
     assert tags["train_start"] == str(prepared.panel.dates[first].min())
     assert cal.index(train_end) == len(cal) - 60 - 5 - 1 or train_end < cal[len(cal) - 60 - 5]
 
-    # A child run per model, a grandchild per fold.
+    # A child run per model; its folds are steps of its `fold/<metric>` series, not runs.
     experiment = mlflow_client.get_run(result.run_id).info.experiment_id
     children = mlflow_client.search_runs(
         [experiment], filter_string=f"tags.mlflow.parentRunId = '{result.run_id}'"
     )
     assert {c.info.run_name for c in children} == set(TINY_CONFIG["models"])
+    everything = mlflow_client.search_runs([experiment])
+    assert len(everything) == 1 + len(TINY_CONFIG["models"])
     for child in children:
         assert child.data.metrics["rank_ic"] == pytest.approx(
             result.candidates[child.info.run_name]["rank_ic"]
         )
-        folds_runs = mlflow_client.search_runs(
-            [experiment], filter_string=f"tags.mlflow.parentRunId = '{child.info.run_id}'"
-        )
-        assert sorted(r.info.run_name for r in folds_runs) == [
-            f"{child.info.run_name}_fold_{i}" for i in range(len(folds))
-        ]
+        history = mlflow_client.get_metric_history(child.info.run_id, "fold/rank_ic")
+        assert sorted(m.step for m in history) == list(range(len(folds)))
+    windows = mlflow_client.download_artifacts(result.run_id, "walk_forward/folds.json",
+                                               str(tmp_path))  # fmt: skip
+    assert [f["test_start"] for f in json.loads(Path(windows).read_text())["folds"]] == [
+        str(f.test_start) for f in folds
+    ]
 
     plots = [a.path for a in mlflow_client.list_artifacts(result.run_id, "plots")]
     for plot in ("equity_curve", "drawdown", "ic"):

@@ -7,7 +7,14 @@ import sys
 from datetime import date
 from types import SimpleNamespace
 
-from ml.registry.card import TAG_METRICS, card_from_version, card_tags, write_card
+from ml.registry.card import (
+    VERSION_METRICS,
+    card_from_version,
+    card_tags,
+    logged_model_id,
+    version_metric_values,
+    write_card,
+)
 
 TAGS = card_tags(
     model="lstm_attention",
@@ -22,7 +29,9 @@ TAGS = card_tags(
     folds="abc123",
     gate_metric="rank_ic",
     model_spec={"class": "lstm_attention", "kwargs": {"lookback": 20}},
-    metrics={"rank_ic": 0.0312345678, "sharpe": 0.91, "not_kept": 1.0},
+)
+METRICS = version_metric_values(
+    {"rank_ic": 0.0312345678, "sharpe": 0.91, "not_kept": 1.0, "ic": float("nan")}
 )
 
 
@@ -40,7 +49,7 @@ def run(params: dict[str, str], metrics: dict[str, float]) -> SimpleNamespace:
 
 
 def test_written_tags_read_back_as_the_same_card() -> None:
-    card = card_from_version(version(TAGS))
+    card = card_from_version(version(TAGS), metrics=METRICS)
 
     assert (card.name, card.version, card.run_id) == ("signal", "3", "r1")
     assert (card.model, card.label, card.label_horizon, card.lookback) == (
@@ -51,9 +60,10 @@ def test_written_tags_read_back_as_the_same_card() -> None:
     assert (card.test_start, card.test_end) == (date(2008, 1, 2), date(2013, 3, 1))
     assert card.folds == "abc123" and card.gate_metric == "rank_ic"
     assert card.model_spec == {"class": "lstm_attention", "kwargs": {"lookback": 20}}
-    # Metrics are kept at 6 significant digits, and only those the card names.
-    assert card.metrics == {"rank_ic": 0.0312346, "sharpe": 0.91}
-    assert set(card.metrics) <= set(TAG_METRICS)
+    # Tags are lineage: no metric among them. The metrics kept are the finite ones a card names.
+    assert not [key for key in TAGS if key.startswith("metric")]
+    assert card.metrics == {"rank_ic": 0.0312345678, "sharpe": 0.91}
+    assert set(card.metrics) <= set(VERSION_METRICS)
     assert card.registered_at_ms == 1_700_000_000_000 and card.experiment_id is None
 
 
@@ -86,3 +96,20 @@ def test_the_card_module_imports_nothing_heavy() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_an_older_version_keeps_its_metrics_in_tags() -> None:
+    tags = {"model": "ridge", "metric.rank_ic": "0.0123", "metric.sharpe": "x"}
+    assert card_from_version(version(tags)).metrics == {"rank_ic": 0.0123}
+    # The logged model's metrics win over a tag of the same name.
+    assert card_from_version(version(tags), metrics={"rank_ic": 0.02}).metrics == {"rank_ic": 0.02}
+
+
+def test_the_logged_model_of_a_version() -> None:
+    def of(source: str, model_id: str | None = None) -> str | None:
+        return logged_model_id(SimpleNamespace(source=source, model_id=model_id))
+
+    assert of("models:/m-0123abc") == "m-0123abc"
+    assert of("models:/m-0123abc", model_id="m-other") == "m-other"
+    assert of("runs:/abc/model") is None and of("models:/signal/3") is None
+    assert of("s3://bucket/m-1") is None and of("") is None
