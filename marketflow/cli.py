@@ -12,12 +12,12 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from core.db import connect
 from core.settings import REPO_ROOT, get_settings
+from marketflow.airflow_api import AirflowApi
 
 if TYPE_CHECKING:
     from ingest.loader import BatchResult
@@ -91,10 +91,6 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 def cmd_backfill(args: argparse.Namespace) -> int:
     """Trigger ONE marketflow_ingest run for the whole range (one batch, one raw_prices event,
     one features run), instead of `airflow backfill`'s one run per day."""
-    import json
-
-    from marketflow import services
-
     if args.end < args.start:
         print(f"--end {args.end} is before --start {args.start}", file=sys.stderr)
         return 2
@@ -102,18 +98,13 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     for key in ("provider", "path", "universe", "symbols"):
         if getattr(args, key, None):
             conf[key] = str(getattr(args, key))
-    run_id = f"backfill__{args.start}__{args.end}__{time.strftime('%Y%m%dT%H%M%S')}"
-    with connect(_airflow_db_url()) as conn, conn.cursor() as cur:
-        cur.execute("select coalesce(max(id), 0) from dag_run")
-        row = cur.fetchone()
-        since = row[0] if row else 0
-    _airflow(
-        "dags", "trigger", "marketflow_ingest", "--run-id", run_id, "--conf", json.dumps(conf),
-        env=services.airflow_env(),
-    )  # fmt: skip
+    # Airflow reserves `backfill__` run ids for its own backfills: a manual run is refused one.
+    run_id = f"range__{args.start}__{args.end}__{time.strftime('%Y%m%dT%H%M%S')}"
+    api = AirflowApi.for_stack()
+    since = api.trigger("marketflow_ingest", run_id, conf)
     print(f"triggered marketflow_ingest run {run_id} with {conf}")
     if args.wait:
-        return 0 if _wait_for_chain(run_id, since, timeout=args.timeout) else 1
+        return 0 if _wait_for_chain(api, run_id, since, timeout=args.timeout) else 1
     return 0
 
 
@@ -392,40 +383,25 @@ def cmd_down(args: argparse.Namespace) -> int:
     return 0
 
 
-def _airflow_db_url() -> str:
-    from core.urls import with_database
-
-    settings = get_settings()
-    return with_database(settings.db.url, settings.services.airflow_database)
-
-
-def _wait_for_chain(run_id: str, since_id: int, timeout: float) -> bool:
-    """Follow the triggered ingest run, then the asset-triggered runs after it, to the end."""
+def _wait_for_chain(api: AirflowApi, run_id: str, since: datetime, timeout: float) -> bool:
+    """Follow the triggered ingest run, then the asset-triggered runs after it, to the end
+    (through Airflow's REST API, marketflow.airflow_api)."""
 
     deadline = time.monotonic() + timeout
-    reported: dict[tuple[int, str], str] = {}
+    reported: dict[tuple[str, str], str] = {}
     while time.monotonic() < deadline:
-        with connect(_airflow_db_url()) as conn, conn.cursor() as cur:
-            cur.execute(
-                "select id, dag_id, state from dag_run where id > %s and dag_id = any(%s) "
-                "and (run_id = %s or run_type = 'asset_triggered') order by id",
-                (since_id, DAG_CHAIN, run_id),
-            )
-            runs = cur.fetchall()
-            cur.execute(
-                "select state from task_instance where dag_id = 'marketflow_ingest' "
-                "and run_id = %s and task_id = 'announce'",
-                (run_id,),
-            )
-            announce_state = (cur.fetchone() or [None])[0]
-        conn.close()
-        for run_pk, dag_id, state in runs:
-            if reported.get((run_pk, dag_id)) != state:
-                reported[(run_pk, dag_id)] = state
-                print(f"  {dag_id:<24} run {run_pk:<5} {state}", flush=True)
-            if state == "failed":
+        runs = [r for r in api.runs_since(DAG_CHAIN, since)
+                if r.run_id == run_id or r.run_type == "asset_triggered"]  # fmt: skip
+        announce_state = api.task_state("marketflow_ingest", run_id, "announce")
+        for run in runs:
+            key = (run.dag_id, run.run_id)
+            if reported.get(key) != run.state:
+                reported[key] = run.state
+                print(f"  {run.dag_id:<24} {run.run_id:<48} {run.state}", flush=True)
+            if run.state == "failed":
                 print(
-                    f"\n{dag_id} failed: open http://127.0.0.1:8080/dags/{dag_id} for its task logs",
+                    f"\n{run.dag_id} failed: open {api.base_url}/dags/{run.dag_id} for its task "
+                    "logs",
                     file=sys.stderr,
                 )
                 return False
@@ -434,7 +410,7 @@ def _wait_for_chain(run_id: str, since_id: int, timeout: float) -> bool:
             return True
         active = [s for s in reported.values() if s in ("queued", "running")]
         if (
-            any(dag == DAG_CHAIN[-1] and s == "success" for (_, dag), s in reported.items())
+            any(dag == DAG_CHAIN[-1] and s == "success" for (dag, _), s in reported.items())
             and not active
         ):
             return True
@@ -444,33 +420,16 @@ def _wait_for_chain(run_id: str, since_id: int, timeout: float) -> bool:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    import json
-
-    from marketflow import services
-
     t0 = time.monotonic()
     cmd_up(args)
-    env = services.airflow_env()
-    with connect(_airflow_db_url()) as conn, conn.cursor() as cur:
-        cur.execute("select coalesce(max(id), 0) from dag_run")
-        row = cur.fetchone()
-        since = row[0] if row else 0
     conf = {"provider": "sample", "start": args.start, "end": args.end}
     run_id = f"demo__{time.strftime('%Y%m%dT%H%M%S')}"
     print(
         f"triggering marketflow_ingest ({run_id}) with {conf}; the rest follows through Assets ..."
     )
-    _airflow(
-        "dags",
-        "trigger",
-        "marketflow_ingest",
-        "--run-id",
-        run_id,
-        "--conf",
-        json.dumps(conf),
-        env=env,
-    )
-    if not _wait_for_chain(run_id, since, timeout=args.timeout):
+    api = AirflowApi.for_stack()
+    since = api.trigger("marketflow_ingest", run_id, conf)
+    if not _wait_for_chain(api, run_id, since, timeout=args.timeout):
         return 1
     cmd_summary(args)
     print(f"\ndemo finished in {time.monotonic() - t0:.0f}s")
