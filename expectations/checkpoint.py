@@ -11,7 +11,9 @@ into a scratch table in the `monitoring` schema that the run drops, or, with `fu
 
 The checkpoint's UpdateDataDocsAction renders the run as Data Docs HTML into
 `<docs_dir>/<suite>/index.html` (default docs_dir: `$MARKETFLOW_DATA_DIR/reports/data_docs`),
-one site per suite so each always shows its latest validation, passed or failed.
+one site per suite so each always shows its latest validation, passed or failed, and beside it
+`summary.html`, the same run as one self-contained page that renders offline (the Data Docs
+load their styles and scripts from CDNs; see expectations/report.py).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from psycopg2.extras import Json
 from core.db import connect
 from core.urls import libpq_url, sqlalchemy_url
 from expectations._gx import load_gx
+from expectations.report import write_summary_page
 from expectations.scope import WHOLE_TABLE, Scope, changed_rows
 from expectations.suites import KEY_COLUMNS, SUITES
 
@@ -56,6 +59,8 @@ class ValidationSummary:
     validation_run_id: int | None = None
     # The Data Docs page of this run's site (index.html), when it was written.
     data_docs: str | None = None
+    # The run's self-contained page (summary.html, expectations/report.py).
+    report: str | None = None
     # Which rows were validated (expectations/scope.py) and how many.
     scope: str = WHOLE_TABLE.description
     rows_validated: int | None = None
@@ -70,6 +75,7 @@ class ValidationSummary:
             "failed": self.failed,
             "validation_run_id": self.validation_run_id,
             "data_docs": self.data_docs,
+            "report": self.report,
             "scope": self.scope,
             "rows_validated": self.rows_validated,
         }
@@ -149,6 +155,17 @@ def run_checkpoint(
         rows_validated=rows,
     )
     summary = _record(database_url, summary, started_at, run_key)
+    page = write_summary_page(
+        site_dir / "summary.html",
+        suite=suite,
+        data_asset=data_asset,
+        success=summary.success,
+        scope=summary.scope,
+        rows_validated=rows,
+        run_at=f"{started_at:%Y-%m-%d %H:%M:%S %Z}".strip(),
+        expectations=[_expectation(r) for r in result.results],
+    )
+    summary = replace(summary, report=str(page))
 
     elapsed = time.perf_counter() - started
     level = logging.INFO if summary.success else logging.WARNING
@@ -273,6 +290,11 @@ def _run_gx_checkpoint(
         # The data source and its execution engine each hold a pooled connection.
         datasource.get_execution_engine().close()
         datasource.get_engine().dispose()
+
+
+def _expectation(result: Any) -> dict[str, Any]:
+    """Any expectation's result for the summary page (a failure's fields, and its verdict)."""
+    return {**_failure(result), "success": bool(result.success)}
 
 
 def _failure(result: Any) -> dict[str, Any]:

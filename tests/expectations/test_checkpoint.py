@@ -444,6 +444,36 @@ def test_every_run_writes_its_data_docs(db: str, tmp_path: Path) -> None:
     assert len(pages) == 1
 
 
+def test_every_run_writes_a_summary_page_that_renders_offline(db: str, tmp_path: Path) -> None:
+    import re
+
+    insert_prices(db, good_prices())
+    passed = validate_or_raise(db, "raw_prices")
+    assert passed.report == str(tmp_path / "reports" / "data_docs" / "raw_prices" / "summary.html")
+    assert passed.as_dict()["report"] == passed.report
+    page = Path(passed.report).read_text()
+    assert 'Validation of raw_prices: <span class="ok">passed</span>' in page
+    assert f"{passed.evaluated} of {passed.evaluated} expectations met" in page
+
+    rows = good_features()
+    rows[-1]["rsi_14"] = 150.0
+    create_features(db, rows)
+    failed = run_checkpoint(db, "features_daily")
+    assert failed.report is not None
+    page = Path(failed.report).read_text()
+    assert '<span class="bad">FAILED</span>' in page
+    met = failed.evaluated - failed.failed
+    assert f"{met} of {failed.evaluated} expectations met" in page
+    # Failures first, with the offending row's key.
+    first_row = page.split('<tr class="', 2)[1]
+    assert first_row.startswith("failed") and "rsi_14" in first_row
+    assert rows[-1]["symbol"] in first_row
+    assert page.count('<tr class="failed">') == failed.failed
+    assert page.count('<tr class="passed">') == met
+    # Self-contained: no script, no stylesheet or image from anywhere, no URL at all.
+    assert not re.search(r"<script|<link|<img|https?://|//cdn", page, re.IGNORECASE)
+
+
 def test_a_rerun_of_the_same_task_replaces_its_record_instead_of_adding_one(db: str) -> None:
     insert_prices(db, good_prices())
     first = validate_or_raise(db, "raw_prices", run_key="marketflow_features/run1/validate")
