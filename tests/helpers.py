@@ -11,8 +11,22 @@ from pathlib import Path
 from typing import Any
 
 import psycopg2
+import pytest
 
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
+# Debian's `chromium` (CI installs it), driven by Playwright: what a person's browser shows.
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+needs_chromium = pytest.mark.skipif(
+    not CHROMIUM.exists(), reason="/usr/bin/chromium is absent (Debian package `chromium`)"
+)
 
 
 def query(url: str, sql: str, params: Any = None) -> list[tuple]:
@@ -71,3 +85,18 @@ def own_airflow(
     finally:
         stop_all(settings, echo=lambda _: None, stack=stack, timeout=10)
         drop_database(admin_url, database)
+
+
+@contextmanager
+def chromium(profile: Path) -> Iterator[Any]:
+    """A headless Chromium (a Playwright browser context) with its profile in `profile`."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(profile), executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            yield context
+        finally:
+            context.close()

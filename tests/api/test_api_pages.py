@@ -1,32 +1,21 @@
-"""What a person sees: `/` and the interactive docs (Swagger UI), served by gunicorn, driven
-by a real headless Chromium (Debian's package)."""
+"""What a person sees: `/`, the drift report it links to, and the interactive docs (Swagger
+UI), served by gunicorn, driven by a real headless Chromium (Debian's package). The dbt docs
+site's browser check is in tests/dags/test_dbt_docs_served.py."""
 
 from __future__ import annotations
 
 import os
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.api.api_test_helpers import free_port, seed_demo
 from tests.api.test_api_gunicorn import gunicorn
+from tests.helpers import chromium, needs_chromium
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(), reason="/usr/bin/chromium is absent (Debian package `chromium`)"
-)
+pytestmark = needs_chromium
 
 
 @pytest.fixture(scope="module")
@@ -66,17 +55,8 @@ def served(
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    profile = tmp_path_factory.mktemp("chromium-profile")
-    with sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(profile), executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            yield context
-        finally:
-            context.close()
+    with chromium(tmp_path_factory.mktemp("chromium-profile")) as context:
+        yield context
 
 
 def test_home_page_shows_signals_champion_and_drift(served: dict, browser: Any) -> None:

@@ -16,7 +16,7 @@ from core.settings import get_settings
 from core.urls import database_name
 from marketflow.services import DBT_DOCS_PATH, start_all
 from tests.api.api_test_helpers import free_port
-from tests.helpers import own_airflow
+from tests.helpers import CHROMIUM, chromium, own_airflow
 
 pytestmark = pytest.mark.e2e
 
@@ -57,6 +57,8 @@ def test_the_airflow_api_server_serves_the_published_dbt_docs(
         status, page = _get(base + DBT_DOCS_PATH)
         _, catalog = _get(base + "/cosmos/marketflow/catalog.json")
         _, manifest = _get(base + "/cosmos/marketflow/manifest.json")
+        if CHROMIUM.exists():
+            _browse_the_catalogue(base, tmp_path / "chromium-profile")
 
     assert status == 200, page[:500]
     assert b"<html" in page.lower() and b"dbt" in page.lower()
@@ -66,3 +68,22 @@ def test_the_airflow_api_server_serves_the_published_dbt_docs(
     assert "rsi_14" in columns and len(columns) == 145
     described = json.loads(manifest)["nodes"]["model.marketflow.features_daily"]["columns"]
     assert described["rsi_14"]["description"].strip()
+
+
+def _browse_the_catalogue(base: str, profile: Path) -> None:
+    """The site as an analyst sees it in a browser: the project tree, then the features mart's
+    page with its columns and their descriptions, nothing fetched from elsewhere."""
+    elsewhere: list[str] = []
+    with chromium(profile) as browser:
+        page = browser.new_page()
+        page.on("request", lambda r: None if r.url.startswith(base) or r.url.startswith("data:")
+                else elsewhere.append(r.url))  # fmt: skip
+        response = page.goto(base + DBT_DOCS_PATH + "#!/model/model.marketflow.features_daily")
+        assert response is not None and response.status == 200
+        page.get_by_text("features_daily", exact=True).first.wait_for(timeout=30_000)
+        page.get_by_text("rsi_14", exact=True).first.wait_for(timeout=30_000)
+        text = page.locator("body").inner_text()
+        page.close()
+    assert "Columns" in text and "rsi_14" in text
+    assert "Relative strength index over the last 14 daily moves" in text, text[:2000]
+    assert elsewhere == [], elsewhere
