@@ -578,11 +578,31 @@ def build_parser() -> argparse.ArgumentParser:
         "mlflow-reader", help="create MLflow's read-only user (the API's and scoring's identity)"
     ).set_defaults(func=cmd_mlflow_reader)
     p = sub.add_parser("demo", help="up, then run the whole DAG chain on the sample data")
-    p.add_argument("--start", default="2000-01-01")
-    p.add_argument("--end", default="2013-12-31")
+    p.add_argument("--start", default="2000-01-01", metavar="YYYY-MM-DD")
+    p.add_argument("--end", default="2013-12-31", metavar="YYYY-MM-DD")
     p.add_argument("--timeout", type=float, default=1800)
     p.set_defaults(func=cmd_demo)
+    _describe(parser)
     return parser
+
+
+def _describe(parser: argparse.ArgumentParser) -> None:
+    """Every subcommand's `--help` opens with what it does (its one-line help, then its
+    function's docstring), and every date option shows its format."""
+    for action in parser._actions:
+        if not isinstance(action, argparse._SubParsersAction):
+            continue
+        helps = {choice.dest: choice.help for choice in action._choices_actions}
+        for name, child in action.choices.items():
+            if not child.description and helps.get(name):
+                text = str(helps[name])
+                func = child.get_default("func")
+                doc = " ".join((func.__doc__ or "").split()) if func is not None else ""
+                child.description = text[0].upper() + text[1:] + "." + (f" {doc}" if doc else "")
+            for option in child._actions:
+                if option.type is _date and option.metavar is None:
+                    option.metavar = "YYYY-MM-DD"
+            _describe(child)
 
 
 def _stack_mlflow_identity() -> None:
@@ -610,8 +630,12 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("great_expectations", "alembic", "urllib3", "matplotlib"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     _stack_mlflow_identity()
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
     try:
-        return int(args.func(args) or 0)
+        # Log lines are written above the progress bars instead of through them.
+        with logging_redirect_tqdm():
+            return int(args.func(args) or 0)
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # one readable line, the traceback with -v

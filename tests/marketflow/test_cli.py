@@ -37,6 +37,12 @@ def test_ingest_command_loads_and_summarises(make_database):
     assert counts["rejected"] == "0" and counts["unchanged"] == "0"
     assert int(counts["inserted"].replace(",", "")) > 55
     assert "rows/s" in proc.stderr  # the progress bar
+    # Log lines are written above the bar (tqdm clears it first), never glued onto it: on each
+    # log line, what the terminal shows after the last carriage return is the record alone.
+    logged = [line for line in proc.stderr.split("\n") if " INFO " in line]
+    assert logged, proc.stderr
+    for line in logged:
+        assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ INFO ", line.rsplit("\r", 1)[-1]), line
     with psycopg2.connect(url) as conn, conn.cursor() as cur:
         cur.execute(
             "select count(*), min(trade_date), max(trade_date) from raw.prices where symbol='IBM'"
@@ -106,3 +112,19 @@ def test_marketflow_airflow_runs_the_airflow_cli_with_the_stacks_environment(tmp
     proc = subprocess.run([CLI, "airflow", "config", "get-value", "core", "dags_folder"],
                           capture_output=True, text=True, env=env, timeout=120)  # fmt: skip
     assert proc.stdout.strip() == str(Path(__file__).resolve().parents[2] / "dags")
+
+
+def test_every_subcommand_says_what_it_does_and_the_date_format() -> None:
+    from marketflow.cli import build_parser
+
+    parser = build_parser()
+    [commands] = [a for a in parser._actions if a.choices and a.dest == "command"]
+    for name, sub in commands.choices.items():
+        assert sub.description and len(sub.description) > 10, name
+        usage = sub.format_help()
+        for option in ("--start", "--end"):
+            if option in usage:
+                assert f"{option} YYYY-MM-DD" in usage, (name, usage)
+    backfill = subprocess.run([CLI, "backfill", "--help"], capture_output=True, text=True)
+    assert "--start YYYY-MM-DD" in backfill.stdout
+    assert "instead of `airflow backfill`'s one run per day" in backfill.stdout
