@@ -97,7 +97,9 @@ def _summary_html(
         f"<h2>{verdict}: {drifted} of {len(per_feature)} features drifted ({share:.0%}; "
         f"dataset drift at {drift_share:.0%})</h2>"
         f"<p>Evidently's detail below covers the {len(detailed)} features furthest past their "
-        "thresholds; every feature is in this table (and in monitoring.drift_features).</p>"
+        "thresholds, so its own &ldquo;Dataset Drift&rdquo; verdict is about those alone; the "
+        "verdict above is over every feature, each in this table (and in "
+        "monitoring.drift_features).</p>"
         '<details><summary>All features</summary><table border="1" cellpadding="3" '
         'style="border-collapse:collapse"><tr><th>feature</th><th>test</th><th>score</th>'
         f"<th>threshold</th><th>verdict</th><th>detail</th></tr>{rows}</table></details>"
