@@ -24,11 +24,11 @@ $(STAMP): requirements-dev.txt pyproject.toml
 
 setup: $(STAMP) ## create the virtual environment from the pinned requirements-dev.txt
 
-demo: setup ## set up, start Airflow/MLflow/API, run the whole pipeline through Airflow, print a summary
-	$(VENV)/bin/marketflow demo
+demo: setup ## set up, start Airflow/MLflow/API, run the whole pipeline through Airflow, print a summary (EXECUTOR=celery: Celery workers on the local Redis)
+	$(VENV)/bin/marketflow demo $(if $(EXECUTOR),--executor $(EXECUTOR))
 
-up: setup ## start Airflow (:8080), MLflow (:5000) and the API (:8000) without running the pipeline
-	$(VENV)/bin/marketflow up
+up: setup ## start Airflow (:8080), MLflow (:5000) and the API (:8000) without running the pipeline (EXECUTOR=celery as for demo)
+	$(VENV)/bin/marketflow up $(if $(EXECUTOR),--executor $(EXECUTOR))
 
 down: ## stop everything `make demo`/`make up` started (by pid file)
 	@if [ -x $(VENV)/bin/marketflow ]; then $(VENV)/bin/marketflow down; fi

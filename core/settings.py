@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -263,13 +263,30 @@ class AlertsSettings(_Section):
 
 
 class ServicesSettings(_Section):
-    """Ports of the local stack (`marketflow up`)."""
+    """The local stack (`marketflow up`): ports, Airflow's database, its executor."""
 
     airflow_port: Annotated[int, _env("MARKETFLOW_AIRFLOW_PORT", "airflow_port")] = 8080
     # Airflow's metadata database, on the pipeline's server.
     airflow_database: Annotated[str, _env("MARKETFLOW_AIRFLOW_DATABASE", "airflow_database")] = (
         "airflow"
     )
+    # `local` (LocalExecutor, the default) or `celery`: the CeleryExecutor with two workers on
+    # the broker below, one consuming the `default` queue, one the `gpu` queue.
+    executor: Annotated[Literal["local", "celery"], _env("MARKETFLOW_EXECUTOR", "executor")] = (
+        "local"
+    )
+    celery_broker_url: Annotated[str, _env("MARKETFLOW_CELERY_BROKER_URL", "celery_broker_url")] = (
+        "redis://127.0.0.1:6379/0"
+    )
+    # Task slots of the `default` worker and of the `gpu` worker (one model on a GPU at once).
+    worker_concurrency: Annotated[
+        int, _env("MARKETFLOW_WORKER_CONCURRENCY", "worker_concurrency")
+    ] = 2
+    gpu_worker_concurrency: Annotated[
+        int, _env("MARKETFLOW_GPU_WORKER_CONCURRENCY", "gpu_worker_concurrency")
+    ] = 1
+    # Celery's Flower UI on this port with the celery executor; 0: not started.
+    flower_port: Annotated[int, _env("MARKETFLOW_FLOWER_PORT", "flower_port")] = 0
 
 
 class Settings(BaseSettings):

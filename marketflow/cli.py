@@ -338,6 +338,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     from core.dbt import run_dbt
     from marketflow import services
 
+    if getattr(args, "executor", None):
+        # Read by the settings of everything started from here (services, their env).
+        os.environ["MARKETFLOW_EXECUTOR"] = args.executor
     settings = get_settings()
     t0 = time.monotonic()
     cmd_db_init(args)
@@ -457,6 +460,12 @@ def cmd_api_key(args: argparse.Namespace) -> int:
     return 0
 
 
+EXECUTOR_HELP = (
+    "Airflow's executor: local (LocalExecutor, the default) or celery (CeleryExecutor on "
+    "MARKETFLOW_CELERY_BROKER_URL, a `default` and a `gpu` worker); default: $MARKETFLOW_EXECUTOR"
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="marketflow", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -570,9 +579,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("summary", help="print what the last pipeline run produced").set_defaults(
         func=cmd_summary
     )
-    sub.add_parser("up", help="start Airflow, MLflow and the API (pid files)").set_defaults(
-        func=cmd_up
-    )
+    p = sub.add_parser("up", help="start Airflow, MLflow and the API (pid files)")
+    p.add_argument("--executor", choices=["local", "celery"], help=EXECUTOR_HELP)
+    p.set_defaults(func=cmd_up)
     sub.add_parser("down", help="stop what `up`/`demo` started").set_defaults(func=cmd_down)
     sub.add_parser(
         "mlflow-reader", help="create MLflow's read-only user (the API's and scoring's identity)"
@@ -581,6 +590,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--start", default="2000-01-01", metavar="YYYY-MM-DD")
     p.add_argument("--end", default="2013-12-31", metavar="YYYY-MM-DD")
     p.add_argument("--timeout", type=float, default=1800)
+    p.add_argument("--executor", choices=["local", "celery"], help=EXECUTOR_HELP)
     p.set_defaults(func=cmd_demo)
     _describe(parser)
     return parser

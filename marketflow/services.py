@@ -180,7 +180,7 @@ def airflow_env(settings: Settings | None = None) -> dict[str, str]:
                 }
             }
         ),
-        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        **_executor_env(settings, airflow_db),
         "AIRFLOW__CORE__PARALLELISM": "4",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
@@ -250,6 +250,7 @@ def services(settings: Settings | None = None) -> list[Service]:
         ),
         Service("airflow-scheduler", [str(BIN / "airflow"), "scheduler"], None, af),
         Service("airflow-dag-processor", [str(BIN / "airflow"), "dag-processor"], None, af),
+        *(celery_workers(settings, af) if settings.services.executor == "celery" else []),
         Service(
             "api",
             [str(BIN / "gunicorn"), "-c", str(REPO_ROOT / "api" / "gunicorn.conf.py")],
@@ -267,6 +268,90 @@ def services(settings: Settings | None = None) -> list[Service]:
             },  # fmt: skip
         ),
     ]
+
+
+def _executor_env(settings: Settings, airflow_db: str) -> dict[str, str]:
+    """LocalExecutor, or the CeleryExecutor on the configured broker with Airflow's database
+    as the result backend (MARKETFLOW_EXECUTOR=celery)."""
+    if settings.services.executor != "celery":
+        return {"AIRFLOW__CORE__EXECUTOR": "LocalExecutor"}
+    return {
+        "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+        "AIRFLOW__CELERY__BROKER_URL": settings.services.celery_broker_url,
+        "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + airflow_db,
+        "AIRFLOW__OPERATORS__DEFAULT_QUEUE": DEFAULT_QUEUE,
+    }
+
+
+DEFAULT_QUEUE, GPU_QUEUE = "default", "gpu"
+
+
+def worker_identity(name: str) -> dict[str, str]:
+    """The environment that makes Airflow record a task run by this worker under the host name
+    `<name>@<host>` (the task instance's `hostname`, in the UI and the REST API), so two workers
+    on one machine are told apart."""
+    return {
+        "MARKETFLOW_WORKER_NAME": name,
+        "AIRFLOW__CORE__HOSTNAME_CALLABLE": "marketflow.services.worker_hostname",
+    }
+
+
+def worker_hostname() -> str:
+    """Airflow's `hostname_callable` on the local Celery workers (see worker_identity)."""
+    import socket
+
+    name = os.environ.get("MARKETFLOW_WORKER_NAME")
+    host = socket.getfqdn()
+    return f"{name}@{host}" if name else host
+
+
+def celery_workers(settings: Settings, af: dict[str, str]) -> list[Service]:
+    """The CeleryExecutor's workers: one consuming `default`, one consuming `gpu` with its own
+    concurrency (MARKETFLOW_GPU_WORKER_CONCURRENCY), each named `<queue>@<host>` (what Airflow
+    records as a task's hostname); Flower when MARKETFLOW_FLOWER_PORT is set. They read task
+    logs from the shared AIRFLOW_HOME, so neither serves logs on a port of its own."""
+    workers = [
+        Service(
+            f"airflow-worker{'' if queue == DEFAULT_QUEUE else '-' + queue}",
+            [
+                str(BIN / "airflow"),
+                "celery",
+                "worker",
+                "--queues",
+                queue,
+                "--concurrency",
+                str(concurrency),
+                "--celery-hostname",
+                f"{queue}@%h",
+                "--skip-serve-logs",
+            ],  # fmt: skip
+            None,
+            {**af, **worker_identity(queue)},
+        )
+        for queue, concurrency in (
+            (DEFAULT_QUEUE, settings.services.worker_concurrency),
+            (GPU_QUEUE, settings.services.gpu_worker_concurrency),
+        )
+    ]
+    port = settings.services.flower_port
+    if port:
+        workers.append(
+            Service(
+                "airflow-flower",
+                [
+                    str(BIN / "airflow"),
+                    "celery",
+                    "flower",
+                    "--hostname",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                ],  # fmt: skip
+                f"http://127.0.0.1:{port}/healthcheck",
+                af,
+            )
+        )
+    return workers
 
 
 def _alive(pid: int) -> bool:
@@ -415,7 +500,11 @@ def stop_all(
     """Stop every service's whole process group, the leader's children included, even when
     the leader itself is already gone."""
     settings = settings or get_settings()
-    stack = services(settings) if stack is None else stack
+    if stack is None:
+        # Whatever executor the stack was started with: its workers are stopped too.
+        stack = services(settings) + [
+            w for w in celery_workers(settings, {}) if settings.services.executor != "celery"
+        ]
     rd = run_dir(settings)
     for svc in reversed(stack):
         pidfile = rd / f"{svc.name}.pid"

@@ -714,7 +714,6 @@ def test_dockerfile_copies_files_that_exist(flavour):
             assert (REPO / source).exists(), f"{DOCKERFILES[flavour].name}: COPY {source}"
             copied.append(source)
     assert "requirements.txt" in copied
-    assert "docker/requirements-celery.txt" in copied
     assert "docker/image-requirements.sh" in copied
     assert "." in copied
     if flavour == "gpu":
@@ -814,12 +813,10 @@ def test_image_requirements_refuses_an_unknown_flavour():
 
 def test_extra_pins_add_to_requirements_without_overriding_them():
     base = _pins(REPO / "requirements.txt")
-    celery = _pins(DOCKER_DIR / "requirements-celery.txt")
     gpu = _pins(DOCKER_DIR / "constraints-gpu.txt")
-    assert "apache-airflow-providers-celery" in celery
-    assert {"celery", "kombu", "redis"} <= set(celery), "Celery with its Redis transport"
-    assert not set(celery) & set(base), "requirements-celery.txt re-pins requirements.txt"
-    assert not set(gpu) & (set(base) | set(celery)), "constraints-gpu.txt re-pins a package"
+    # The CeleryExecutor is a runtime dependency now (the local stack runs it too).
+    assert {"apache-airflow-providers-celery", "celery", "kombu", "redis"} <= set(base)
+    assert not set(gpu) & set(base), "constraints-gpu.txt re-pins a package"
     assert not {"torch", "xgboost", "xgboost-cpu"} & set(gpu), "versions follow requirements.txt"
     assert base["apache-airflow"].startswith("3.3."), "the celery pin was resolved for Airflow 3.3"
 
