@@ -4,7 +4,10 @@ it to @champion only if it beats the current champion on the same folds.
 Runs weekly on Monday 06:00 UTC and on a RETRAIN_REQUEST: from monitoring (drift or live
 decay, with a cool-down) or from the features DAG while there is no @champion yet (a fresh
 stack trains once, at once). Never once per trading day: new features are scored, not trained
-on. The GPU step carries the training queue and pool: on
+on. The candidates fan out: one mapped task each (`walk_forward_cpu`, `walk_forward_gpu` for
+the models that want a GPU), all nested runs of one parent MLflow run, then `register_and_gate`
+gathers them and runs the gate on their identical folds. The GPU steps carry the training queue
+and pool: on
 Celery set MARKETFLOW_TRAINING_QUEUE=gpu and MARKETFLOW_TRAINING_POOL=gpu (created by
 `marketflow up`, or `airflow pools set gpu 1 "GPU training"`); LocalExecutor ignores queues.
 """
@@ -69,22 +72,52 @@ def marketflow_training():
             "test_end": str(folds[-1].test_end),
         }
 
+    @task(execution_timeout=timedelta(minutes=30))
+    def begin(plan: dict) -> dict:
+        """The training's parent MLflow run, unless a version has these very inputs (then
+        skipped: nothing downstream runs, no `model` event re-scores); the candidates split
+        by where they train best."""
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from ml.models import model_class
+        from ml.train import TrainResult, begin_training
+
+        settings, prepared = _prepared()
+        begun = begin_training(prepared, settings)
+        if isinstance(begun, TrainResult):
+            raise AirflowSkipException(begun.reason)
+        print(f"plan: {plan}; parent run {begun.run_id}")
+        models = prepared.config.models
+        return {
+            **begun.as_dict(),
+            "cpu": [n for n in begun.models if not model_class(models[n]).wants_gpu],
+            "gpu": [n for n in begun.models if model_class(models[n]).wants_gpu],
+        }
+
+    @task(execution_timeout=timedelta(hours=2))
+    def walk_forward(name: str, begun: dict) -> str:
+        """One candidate's walk-forward on the training's folds (a nested run of its own)."""
+        from ml.train import walk_forward_one
+
+        settings, prepared = _prepared()
+        folder = walk_forward_one(prepared, _begun(begun), name, _results(begun), settings)
+        return str(folder)
+
     @task(
         outlets=[MODEL],
         queue=TRAINING_QUEUE,
         pool=TRAINING_POOL,
         execution_timeout=timedelta(hours=2),
+        # One group may be empty (a zoo without GPU models): skipped, not failed.
+        trigger_rule="none_failed_min_one_success",
     )
-    def train_and_register(plan: dict) -> dict:
-        from ml.config import DEFAULT_CONFIG
-        from ml.train import train
+    def register_and_gate(begun: dict) -> dict:
+        """Every candidate's walk-forward gathered: the best refitted, registered, gated."""
+        from ml.train import finish_training
 
-        print(f"plan: {plan}")
-        result = train(database_url(), config_path=TRAINING_CONFIG or DEFAULT_CONFIG)
-        if result.skipped:  # no new version: skipped, so no `model` event re-scores
-            from airflow.sdk.exceptions import AirflowSkipException
-
-            raise AirflowSkipException(result.reason)
+        settings, prepared = _prepared()
+        result = finish_training(prepared, _begun(begun), _results(begun), database_url(),
+                                 settings)  # fmt: skip
         print(f"best={result.best_model} v{result.version} metrics={result.metrics}")
         print(f"gate: {result.reason}")
         return {
@@ -96,7 +129,43 @@ def marketflow_training():
             "rank_ic": result.metrics["rank_ic"],
         }
 
-    train_and_register(check_data())
+    @task
+    def models(begun: dict, group: str) -> list[str]:
+        """The candidates of one group (Airflow maps over a task's whole result only)."""
+        return list(begun[group])
+
+    begun = begin(check_data())
+    cpu_models = models.override(task_id="cpu_models")(begun, "cpu")
+    gpu_models = models.override(task_id="gpu_models")(begun, "gpu")
+    on_cpu = walk_forward.override(task_id="walk_forward_cpu").partial(begun=begun)
+    # The GPU step carries the training queue and pool (`gpu` on Celery).
+    on_gpu = walk_forward.override(
+        task_id="walk_forward_gpu", queue=TRAINING_QUEUE, pool=TRAINING_POOL
+    ).partial(begun=begun)
+    [on_cpu.expand(name=cpu_models), on_gpu.expand(name=gpu_models)] >> register_and_gate(begun)
+
+
+def _prepared():
+    """(settings, the training data and folds), as every task of a training reads them."""
+    from ml.config import DEFAULT_CONFIG, load_config
+    from ml.prepare import prepare
+
+    settings = get_settings()
+    config = load_config(TRAINING_CONFIG or DEFAULT_CONFIG)
+    return settings, prepare(database_url(), config, settings)
+
+
+def _begun(fields: dict):
+    from ml.train import Begun
+
+    return Begun(fields["run_id"], fields["inputs"], fields["fingerprint"], list(fields["models"]))
+
+
+def _results(begun: dict):
+    """Where a training's candidates leave their walk-forwards for the gather task."""
+    from pathlib import Path
+
+    return Path(get_settings().data_dir) / "training" / begun["run_id"]
 
 
 dag = marketflow_training()

@@ -193,12 +193,40 @@ def train(
     import mlflow
 
     settings = settings or get_settings()
-    config = load_config(config_path)
-    prepared = prepare(database_url, config, settings)
-    folds = prepared.folds
-    metric, min_coverage = config.gate.metric, config.gate.min_coverage
-    guard_leakage(prepared)
+    prepared = prepare(database_url, load_config(config_path), settings)
+    begun = begin_training(prepared, settings, force=force)
+    if isinstance(begun, TrainResult):
+        return begun
+    with mlflow.start_run(run_id=begun.run_id):
+        # Per-epoch checkpoints keyed by the folds: a killed run resumes each fold's fit.
+        checkpoints = settings.data_dir / "checkpoints" / prepared.fingerprint
+        results = walk_forward_zoo(prepared, on_fold=on_fold, checkpoint_root=checkpoints)
+    return conclude_training(prepared, begun, results, database_url, settings)
 
+
+@dataclass(frozen=True)
+class Begun:
+    """A training under way: its parent MLflow run and what it was started on."""
+
+    run_id: str
+    inputs: str
+    fingerprint: str
+    models: list[str]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "inputs": self.inputs, "fingerprint": self.fingerprint,
+                "models": list(self.models)}  # fmt: skip
+
+
+def begin_training(
+    prepared: Prepared, settings: Settings, *, force: bool = False
+) -> Begun | TrainResult:
+    """The leakage guard, then the parent run (inputs logged), unless a registered version has
+    these very inputs: then the skipped TrainResult."""
+    import mlflow
+
+    guard_leakage(prepared)
+    folds = prepared.folds
     client = configure(settings)
     ensure_experiment(settings)
     model_name = settings.mlflow.model_name
@@ -210,9 +238,90 @@ def train(
     with mlflow.start_run(run_name=f"train_{test_window[1]}") as parent:
         mlflow.set_tag(INPUTS_TAG, inputs)
         _log_run_inputs(prepared)
-        # Per-epoch checkpoints keyed by the folds: a killed run resumes each fold's fit.
-        checkpoints = settings.data_dir / "checkpoints" / prepared.fingerprint
-        results = walk_forward_zoo(prepared, on_fold=on_fold, checkpoint_root=checkpoints)
+    return Begun(parent.info.run_id, inputs, prepared.fingerprint, list(prepared.config.models))
+
+
+def walk_forward_one(
+    prepared: Prepared, begun: Begun, name: str, out_dir: Path, settings: Settings
+) -> Path:
+    """One candidate's walk-forward as a nested run of the training `begun` (a mapped task of
+    the training DAG), its result kept under `out_dir/<name>` for `load_walk_forward`."""
+    import mlflow
+
+    _same_inputs(prepared, begun)
+    checkpoints = settings.data_dir / "checkpoints" / prepared.fingerprint
+    with mlflow.start_run(run_id=begun.run_id):
+        [result] = walk_forward_zoo(prepared, [name], checkpoint_root=checkpoints).values()
+    return save_walk_forward(result, out_dir / name)
+
+
+def save_walk_forward(result: WalkForwardResult, folder: Path) -> Path:
+    """A WalkForwardResult as files (Parquet of the scored rows, JSON of the rest): data only,
+    nothing that executes when read."""
+    folder.mkdir(parents=True, exist_ok=True)
+    result.scored.to_parquet(folder / "scored.parquet", index=False)
+    meta = {"name": result.name, "fold_metrics": result.fold_metrics, "metrics": result.metrics,
+            "importance": result.importance, "eligible_rows": result.eligible_rows}  # fmt: skip
+    (folder / "result.json").write_text(json.dumps(meta, default=float))
+    return folder
+
+
+def load_walk_forward(folder: Path) -> WalkForwardResult:
+    meta = json.loads((folder / "result.json").read_text())
+    return WalkForwardResult(
+        meta["name"],
+        pd.read_parquet(folder / "scored.parquet"),
+        meta["fold_metrics"],
+        metrics=meta["metrics"],
+        importance=meta["importance"],
+        eligible_rows=int(meta["eligible_rows"]),
+    )
+
+
+def _same_inputs(prepared: Prepared, begun: Begun) -> None:
+    """The data must not have changed between a training's tasks: identical folds only."""
+    if prepared.fingerprint != begun.fingerprint:
+        raise RuntimeError(
+            f"the folds changed since this training began ({begun.fingerprint} -> "
+            f"{prepared.fingerprint}): new data arrived mid-training; the next run retrains"
+        )
+
+
+def finish_training(
+    prepared: Prepared,
+    begun: Begun,
+    out_dir: Path,
+    database_url: str,
+    settings: Settings,
+) -> TrainResult:
+    """Gather the candidates' walk-forwards written by `walk_forward_one`, then select,
+    register and gate as `train` does."""
+    _same_inputs(prepared, begun)
+    missing = [n for n in begun.models if not (out_dir / n / "result.json").exists()]
+    if missing:
+        raise RuntimeError(f"no walk-forward result for {missing} under {out_dir}")
+    results = {name: load_walk_forward(out_dir / name) for name in begun.models}
+    return conclude_training(prepared, begun, results, database_url, settings)
+
+
+def conclude_training(
+    prepared: Prepared,
+    begun: Begun,
+    results: dict[str, WalkForwardResult],
+    database_url: str,
+    settings: Settings,
+) -> TrainResult:
+    """After the walk-forwards: pick the challenger, log its evaluation and every tear sheet,
+    refit and register it, gate it, write its model card; in the training's parent run."""
+    import mlflow
+
+    config, folds = prepared.config, prepared.folds
+    metric, min_coverage = config.gate.metric, config.gate.min_coverage
+    client = configure(settings)
+    model_name = settings.mlflow.model_name
+    test_window = (folds[0].test_start, folds[-1].test_end)
+    inputs = begun.inputs
+    with mlflow.start_run(run_id=begun.run_id) as parent:
         candidates = {name: r.metrics for name, r in results.items()}
         mlflow.log_text(pd.DataFrame(candidates).T.to_csv(), "walk_forward/summary.csv")
 

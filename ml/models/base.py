@@ -41,6 +41,9 @@ class Model(abc.ABC):
     # Checkpoints every epoch under `checkpoint_dir` and resumes from it (the walk-forward
     # gives such a model a folder per fold).
     checkpoints: ClassVar[bool] = False
+    # Trains faster on a GPU when there is one: the training DAG sends its walk-forward to the
+    # training queue (`gpu` on Celery), every other model's to `default`.
+    wants_gpu: ClassVar[bool] = False
     runtime: Runtime = Runtime()
 
     def __init__(self, seed: int = 0, **kwargs: Any) -> None:

@@ -12,6 +12,8 @@ class XGBModel(Model):
     """Gradient-boosted trees (XGBoost `hist`); CUDA when a GPU is present; early stopping on
     the validation segment when there is one."""
 
+    wants_gpu = True
+
     name = "xgboost"
 
     def __init__(

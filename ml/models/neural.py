@@ -135,6 +135,7 @@ class Seq2SeqTransformer(nn.Module):
 class NeuralModel(Model):
     """Common wrapper: trainer options from kwargs; targets scaled by the train labels' std."""
 
+    wants_gpu = True
     checkpoints = True
 
     def __init__(self, seed: int = 0, **kwargs: Any) -> None:

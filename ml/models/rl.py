@@ -61,6 +61,7 @@ class PolicyNet(nn.Module):
 
 class PolicyGradientTrader(Model):
     name = "rl_trader"
+    wants_gpu = True
 
     def __init__(self, seed: int = 0, hidden: list[int] | None = None, epochs: int = 10,
                  episodes: int = 16, episode_days: int = 40, lr: float = 0.01,

@@ -163,9 +163,19 @@ def test_training_runs_on_new_features_a_retrain_request_or_weekly(dagbag):
     assert type(timetable).__name__ == "AssetOrTimeSchedule"
     assert type(timetable.timetable).__name__ == "CronTriggerTimetable"
     assert timetable.timetable.expression == "0 6 * * 1"  # Monday 06:00 UTC
-    train = dag.get_task("train_and_register")
-    assert dag.get_task("check_data") in train.upstream_list
-    assert (train.queue, train.pool) == ("default", "default_pool")  # env picks gpu on Celery
+    # check_data -> begin -> one mapped walk-forward per candidate (CPU and GPU groups) ->
+    # register_and_gate, which runs even when one group is empty.
+    begin = dag.get_task("begin")
+    assert dag.get_task("check_data") in begin.upstream_list
+    gather = dag.get_task("register_and_gate")
+    on_cpu, on_gpu = dag.get_task("walk_forward_cpu"), dag.get_task("walk_forward_gpu")
+    assert {on_cpu, on_gpu} <= set(gather.upstream_list)
+    assert gather.trigger_rule == "none_failed_min_one_success"
+    assert type(on_cpu).__name__ == type(on_gpu).__name__ == "DecoratedMappedOperator"
+    assert on_cpu.queue == "default"
+    # The GPU steps carry the training queue and pool (the env picks gpu on Celery).
+    for task in (on_gpu, gather):
+        assert (task.queue, task.pool) == ("default", "default_pool")
 
 
 # A fixed "now" for every weekday, and around Monday 06:00 UTC (the weekly tick) on both sides.

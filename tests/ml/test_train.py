@@ -26,7 +26,7 @@ from ml.evaluation.walk_forward import WalkForwardResult, run_walk_forward
 from ml.prepare import prepare
 from ml.registry.card import CHALLENGER, CHAMPION, VERSION_METRICS, logged_model_id, read_card
 from ml.registry.gate import sanity_failures
-from ml.train import train
+from ml.train import Begun, begin_training, finish_training, train, walk_forward_one
 from tests.ml.conftest import TINY_CONFIG
 
 CONTRACT_TAGS = ("model", "label", "label_horizon", "lookback", "features", "train_start",
@@ -191,6 +191,40 @@ def test_retraining_the_same_config_reproduces_the_metrics_and_does_not_promote(
     assert str(mlflow_client.get_model_version_by_alias(name, CHALLENGER).version) == "2"
     tags = mlflow_client.get_run(second.run_id).data.tags
     assert (tags["promoted"], tags["gate_reason"]) == ("False", second.reason)
+
+
+def test_a_fanned_out_training_equals_the_sequential_one(
+    market_url: str, ml_settings: Settings, mlflow_client, tiny_config, tmp_path: Path
+) -> None:
+    """The training DAG's path: `begin_training`, one `walk_forward_one` per candidate (as
+    mapped tasks run them, here in reverse order, each reading the panel again), then
+    `finish_training` gathers their files and gates."""
+    config_path = tiny_config()
+    sequential = train(market_url, ml_settings, config_path)
+
+    prepared = prepare(market_url, load_config(config_path), ml_settings)
+    begun = begin_training(prepared, ml_settings, force=True)
+    assert isinstance(begun, Begun) and sorted(begun.models) == sorted(TINY_CONFIG["models"])
+    out = tmp_path / "training" / begun.run_id
+    for name in reversed(begun.models):
+        again = prepare(market_url, load_config(config_path), ml_settings)
+        folder = walk_forward_one(again, begun, name, out, ml_settings)
+        assert sorted(p.name for p in folder.iterdir()) == ["result.json", "scored.parquet"]
+    fanned = finish_training(prepared, begun, out, market_url, ml_settings)
+
+    assert fanned.candidates == sequential.candidates  # CPU, same seed: identical
+    assert fanned.best_model == sequential.best_model and fanned.version == "2"
+    assert not fanned.promoted and "(same folds): champion kept" in fanned.reason
+    children = mlflow_client.search_runs(
+        [mlflow_client.get_run(begun.run_id).info.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{begun.run_id}'",
+    )
+    assert sorted(c.info.run_name for c in children) == sorted(TINY_CONFIG["models"])
+
+    # New data mid-training (other folds): the gather refuses instead of mixing folds.
+    moved = Begun(begun.run_id, begun.inputs, "other-folds", begun.models)
+    with pytest.raises(RuntimeError, match="the folds changed since this training began"):
+        finish_training(prepared, moved, out, market_url, ml_settings)
 
 
 def test_on_other_folds_the_gate_reruns_the_champions_config_on_the_new_folds(
