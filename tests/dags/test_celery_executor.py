@@ -219,7 +219,6 @@ def test_tasks_run_on_the_worker_of_their_queue(celery_stack: dict) -> None:
     default = _task(api, "drill_queues", "queues", "on_default")
     gpu = _task(api, "drill_queues", "queues", "on_gpu")
     assert (default.queue, gpu.queue) == ("default", "gpu")
-    assert default.executor is None or "Celery" in str(default.executor)
     # Each worker records its tasks under `<queue>@<host>` (marketflow.services.worker_identity).
     assert str(default.hostname).startswith("default@"), default.hostname
     assert str(gpu.hostname).startswith("gpu@"), gpu.hostname
