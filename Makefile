@@ -37,7 +37,7 @@ summary: ## print what the last pipeline run produced
 	$(VENV)/bin/marketflow summary
 
 test: setup lint ## lint, then the whole test suite against the local PostgreSQL
-	$(PY) -m pytest
+	$(PY) -m pytest --durations=15
 
 test-fast: setup ## the suite without the end-to-end Airflow runs
 	$(PY) -m pytest -m "not e2e"

@@ -285,6 +285,9 @@ class ServicesSettings(_Section):
     gpu_worker_concurrency: Annotated[
         int, _env("MARKETFLOW_GPU_WORKER_CONCURRENCY", "gpu_worker_concurrency")
     ] = 1
+    # Set by `marketflow up` on each local Celery worker: Airflow records its tasks under the
+    # host name `<worker_name>@<host>` (marketflow.services.worker_hostname).
+    worker_name: Annotated[str, _env("MARKETFLOW_WORKER_NAME", "worker_name")] = ""
     # Celery's Flower UI on this port with the celery executor; 0: not started.
     flower_port: Annotated[int, _env("MARKETFLOW_FLOWER_PORT", "flower_port")] = 0
 

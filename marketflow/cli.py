@@ -408,7 +408,8 @@ def _wait_for_chain(api: AirflowApi, run_id: str, since: datetime, timeout: floa
                     file=sys.stderr,
                 )
                 return False
-        if announce_state == "skipped":
+        if announce_state == "skipped" and reported.get((DAG_CHAIN[0], run_id)) == "success":
+            # Nothing to announce, and the ingest run itself is over (its freshness check too).
             print("  no new or changed prices: the pipeline is already up to date")
             return True
         active = [s for s in reported.values() if s in ("queued", "running")]

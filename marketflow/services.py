@@ -300,7 +300,7 @@ def worker_hostname() -> str:
     """Airflow's `hostname_callable` on the local Celery workers (see worker_identity)."""
     import socket
 
-    name = os.environ.get("MARKETFLOW_WORKER_NAME")
+    name = get_settings().services.worker_name
     host = socket.getfqdn()
     return f"{name}@{host}" if name else host
 
