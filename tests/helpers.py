@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -52,6 +53,18 @@ def asset_events(asset_name: str) -> int:
             .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
             .where(AssetModel.name == asset_name)
         )
+
+
+def wait_for(predicate: Callable[[], Any], what: str, timeout: float, every: float = 1.0) -> Any:
+    """Poll `predicate` every `every` seconds until it returns something true (returned), or
+    fail the test after `timeout` seconds naming `what`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def airflow_cli(env: dict[str, str], *args: str) -> str:

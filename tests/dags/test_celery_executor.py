@@ -16,7 +16,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -34,7 +34,7 @@ from marketflow.services import (
     worker_identity,
 )
 from tests.api.api_test_helpers import free_port
-from tests.helpers import airflow_cli, own_airflow
+from tests.helpers import airflow_cli, own_airflow, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -133,22 +133,12 @@ class Redis:
         self.proc = None
 
 
-def _wait(predicate: Callable[[], object], what: str, timeout: float) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(1)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
 def _finished(api: AirflowApi, dag_id: str, run_id: str, timeout: float = 240) -> str:
     def state() -> str | None:
         [run] = [r for r in api.runs_since([dag_id], EPOCH) if r.run_id == run_id]
         return run.state if run.state in ("success", "failed") else None
 
-    return str(_wait(state, f"{dag_id} {run_id} to finish", timeout))
+    return str(wait_for(state, f"{dag_id} {run_id} to finish", timeout))
 
 
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
@@ -188,7 +178,7 @@ def celery_stack(
             airflow_cli(env, "dags", "reserialize")
             start_all(settings, echo=lambda _: None, stack=stack)
             api = AirflowApi.for_stack(settings)
-            _wait(lambda: _has_dags(api), "the drill DAGs to be parsed", 120)
+            wait_for(lambda: _has_dags(api), "the drill DAGs to be parsed", 120)
             yield {"api": api, "env": env, "stack": stack, "settings": settings,
                    "redis": redis, "tmp": tmp_path}  # fmt: skip
     finally:
@@ -235,7 +225,7 @@ def test_a_worker_killed_mid_task_is_retried_on_the_other_worker(celery_stack: d
     celery_stack["stack"].append(spare)  # stopped with the rest
 
     api.trigger("drill_slow", "slow", {})
-    _wait(lambda: (tmp / "slow_try_1").exists(), "the slow task to start", 120)
+    wait_for(lambda: (tmp / "slow_try_1").exists(), "the slow task to start", 120)
     first = _task(api, "drill_slow", "slow", "slow")
     by_prefix = {"default": "airflow-worker", "spare": "airflow-worker-spare"}
     victim = by_prefix[str(first.hostname).split("@")[0]]
@@ -261,9 +251,9 @@ def test_a_broker_restart_loses_no_queued_task(celery_stack: dict) -> None:
         return sum(s is not None and s.value == "queued" for s in states)
 
     # As many as the scheduler's parallelism lets it hand over (the rest wait, scheduled).
-    _wait(lambda: queued() >= 3, "tasks handed to the broker", 120)
+    wait_for(lambda: queued() >= 3, "tasks handed to the broker", 120)
     # The executor sends them a moment after they turn queued: in Redis, nobody consuming.
-    _wait(lambda: redis.queue_length("default") >= 3, "messages waiting in Redis", 60)
+    wait_for(lambda: redis.queue_length("default") >= 3, "messages waiting in Redis", 60)
     redis.stop()  # the broker goes down with their messages in it...
     redis.start()  # ...and comes back on the same port, from its append-only file
     assert redis.queue_length("default") >= 3  # kept across the restart

@@ -8,12 +8,12 @@ import signal
 import socket
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 from core.settings import Settings
 from marketflow.services import Service, run_dir, start_all, stop_all
 from tests.api.api_test_helpers import free_port
+from tests.helpers import wait_for
 
 # The leader starts a child that listens on the port, as Airflow's scheduler starts its
 # log server, then waits; the child records its pid.
@@ -47,12 +47,7 @@ def _alive(pid: int) -> bool:
 
 
 def _wait(predicate, what: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+    wait_for(predicate, what, timeout, every=0.1)
 
 
 def _kill_leader(settings: Settings, name: str) -> int:

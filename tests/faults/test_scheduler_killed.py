@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 import uuid
 from datetime import date
 from pathlib import Path
@@ -25,7 +24,7 @@ from core.urls import database_name
 from ingest.loader import ingest
 from marketflow.services import run_dir, start_all
 from tests.api.api_test_helpers import free_port
-from tests.helpers import airflow_cli, own_airflow
+from tests.helpers import airflow_cli, own_airflow, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -38,15 +37,6 @@ def _one(url: str, sql: str, params: tuple = ()) -> tuple | None:
         row = cur.fetchone()
     conn.close()
     return row
-
-
-def _wait(predicate, what: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(1)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def test_scheduler_killed_while_dbt_runs_and_restarted_the_run_ends_and_tables_are_whole(
@@ -89,7 +79,7 @@ def test_scheduler_killed_while_dbt_runs_and_restarted_the_run_ends_and_tables_a
 
         running = "select task_id from task_instance where dag_id = %s and run_id = 'drill' " \
                   "and task_id like 'dbt.%%' and state = 'running' limit 1"  # fmt: skip
-        _wait(lambda: _one(airflow_url, running, (DAG,)) is not None, "a running dbt task", 300)
+        wait_for(lambda: _one(airflow_url, running, (DAG,)) is not None, "a running dbt task", 300)
         (task,) = _one(airflow_url, running, (DAG,)) or ("",)
         scheduler = int((run_dir(settings) / "airflow-scheduler.pid").read_text())
         os.kill(scheduler, signal.SIGKILL)
@@ -101,7 +91,7 @@ def test_scheduler_killed_while_dbt_runs_and_restarted_the_run_ends_and_tables_a
         assert any("stopping what its dead process" in line for line in said), said
 
         state = "select state from dag_run where dag_id = %s and run_id = 'drill'"
-        _wait(lambda: (_one(airflow_url, state, (DAG,)) or ("",))[0] in ("success", "failed"),
+        wait_for(lambda: (_one(airflow_url, state, (DAG,)) or ("",))[0] in ("success", "failed"),
               "the run to end", 600)  # fmt: skip
         tries = _one(airflow_url, "select try_number, state from task_instance where dag_id = %s"
                      " and run_id = 'drill' and task_id = %s", (DAG, task))  # fmt: skip
