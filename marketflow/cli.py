@@ -360,10 +360,35 @@ def cmd_up(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_stack(args: argparse.Namespace) -> int:
+    """`processes`: what `marketflow up` starts with these settings, in order. `compose`:
+    write docker-compose.yml from stack.yaml and docker/compose.base.yaml (`--check`: only
+    say whether the committed file is what would be written)."""
+    from marketflow import stack
+    from marketflow.services import services
+
+    if args.what == "processes":
+        for svc in services():
+            kind = "once" if svc.oneshot else (svc.health_url or "-")
+            print(f"{svc.name:<22} {kind:<48} {' '.join(svc.argv[1:])}")
+        return 0
+    text = stack.compose_text()
+    current = stack.COMPOSE_FILE.read_text() if stack.COMPOSE_FILE.exists() else ""
+    if args.check:
+        if current != text:
+            print(f"{stack.COMPOSE_FILE.name} is stale: run `marketflow stack compose`")
+            return 1
+        print(f"{stack.COMPOSE_FILE.name} is what stack.yaml gives")
+        return 0
+    stack.COMPOSE_FILE.write_text(text)
+    print(f"wrote {stack.COMPOSE_FILE}")
+    return 0
+
+
 def cmd_mlflow_reader(args: argparse.Namespace) -> int:
     """Create (or re-password) MLflow's read-only user: the admin from MLFLOW_TRACKING_USERNAME
-    and _PASSWORD, the reader from MARKETFLOW_MLFLOW_READER_USERNAME and _PASSWORD. The local
-    stack does this itself; compose runs it once after MLflow is healthy."""
+    and _PASSWORD, the reader from MARKETFLOW_MLFLOW_READER_USERNAME and _PASSWORD. A one-shot
+    process of the stack (stack.yaml), once MLflow is healthy."""
     from marketflow.services import ensure_mlflow_reader
 
     settings = get_settings()
@@ -587,6 +612,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "mlflow-reader", help="create MLflow's read-only user (the API's and scoring's identity)"
     ).set_defaults(func=cmd_mlflow_reader)
+    p = sub.add_parser(
+        "stack",
+        help="the stack's processes (stack.yaml), or docker-compose.yml generated from them",
+    )
+    p.add_argument("what", choices=["processes", "compose"], nargs="?", default="processes")
+    p.add_argument(
+        "--check", action="store_true", help="compose: fail if docker-compose.yml differs"
+    )
+    p.set_defaults(func=cmd_stack)
     p = sub.add_parser("demo", help="up, then run the whole DAG chain on the sample data")
     p.add_argument("--start", default="2000-01-01", metavar="YYYY-MM-DD")
     p.add_argument("--end", default="2013-12-31", metavar="YYYY-MM-DD")

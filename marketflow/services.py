@@ -1,5 +1,7 @@
 """Start and stop the local stack (Airflow, MLflow, the API) as plain processes with pid files.
 
+The processes are stack.yaml's (marketflow/stack.py), filled in from the settings.
+
 `make demo` starts them, `make down` stops exactly what was started, by pid file. Each
 process gets its own session so that stopping it takes its workers along.
 """
@@ -16,12 +18,12 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from core.settings import REPO_ROOT, Settings, get_settings
 from core.urls import read_only_url, sqlalchemy_url, with_database
+from marketflow import stack as stack_yaml
 
 BIN = Path(sys.executable).parent
 # The Airflow UI's menu entry (Browse) for the dbt docs site, and its path on the api-server.
@@ -37,8 +39,8 @@ class Service:
     env: dict[str, str]
     # Start nothing after this one until it is healthy (tasks need Airflow's execution API).
     gate: bool = False
-    # Run once the service is healthy (e.g. MLflow's read-only user), before the next starts.
-    ready: Callable[[], None] | None = None
+    # Runs to completion (e.g. MLflow's read-only user) before the next starts.
+    oneshot: bool = False
 
 
 def run_dir(settings: Settings) -> Path:
@@ -126,15 +128,6 @@ def ensure_mlflow_reader(
             raise RuntimeError(f"could not set up MLflow's read-only user: {err}") from err
 
 
-def _ensure_stack_reader(settings: Settings) -> None:
-    ids = mlflow_identities(settings)
-    ensure_mlflow_reader(
-        settings.mlflow.tracking_uri,
-        (ids["pipeline_username"], ids["pipeline_password"]),
-        (ids["reader_username"], ids["reader_password"]),
-    )
-
-
 def api_link_secret(settings: Settings) -> str:
     """The local stack's key for the API's signed report links, generated once into an
     owner-only file (the same for every worker and across restarts)."""
@@ -146,9 +139,9 @@ def api_link_secret(settings: Settings) -> str:
     return path.read_text().strip()
 
 
-def airflow_env(settings: Settings | None = None) -> dict[str, str]:
-    """The environment every Airflow component (and `airflow` CLI call) of the demo shares."""
-    settings = settings or get_settings()
+def local_values(settings: Settings) -> dict[str, str]:
+    """What stack.yaml's placeholders are on the local stack: the settings, paths under the
+    data folder, and the secrets generated there once (owner-only files)."""
     home = settings.data_dir / "airflow"
     home.mkdir(parents=True, exist_ok=True)
     secret_file = home / "jwt_secret"
@@ -161,126 +154,76 @@ def airflow_env(settings: Settings | None = None) -> dict[str, str]:
     if not passwords.exists():
         _write_private(passwords, json.dumps({"admin": secrets.token_urlsafe(16)}) + "\n")
     passwords.chmod(0o600)
-    airflow_db = sqlalchemy_url(with_database(settings.db.url, settings.services.airflow_database))
-    port = str(settings.services.airflow_port)
-    return {
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        # Cosmos (the dbt task groups) reports each task run to its vendor by default.
-        "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
-        # Cosmos's plugin serves the dbt docs the features DAG generates (the analysts' column
-        # catalogue) in the Airflow UI, Browse -> "dbt docs": /cosmos/marketflow/dbt_docs_index.html
-        # (core.dbt.docs_generate publishes them to $MARKETFLOW_DATA_DIR/dbt-docs).
-        "AIRFLOW__COSMOS__DBT_DOCS_PROJECTS": json.dumps(
-            {
-                "marketflow": {
-                    "dir": str(settings.data_dir / "dbt-docs"),
-                    "name": DBT_DOCS_NAME,
-                }
-            }
-        ),
-        **_executor_env(settings, airflow_db),
-        "AIRFLOW__CORE__PARALLELISM": "4",
-        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
-        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
-        "AIRFLOW__API__PORT": port,
-        "AIRFLOW__API__HOST": "127.0.0.1",
-        "AIRFLOW__API__WORKERS": "1",
-        "AIRFLOW__API_AUTH__JWT_SECRET": secret_file.read_text().strip(),
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": airflow_db,
-        "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "True",
-        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
-        "MARKETFLOW_DATABASE_URL": settings.db.url,
-        "MLFLOW_TRACKING_URI": settings.mlflow.tracking_uri,
-        **pipeline_mlflow_env(settings),
-        "MARKETFLOW_DATA_DIR": str(settings.data_dir),
-        "PYTHONPATH": str(REPO_ROOT),
-    }
-
-
-def services(settings: Settings | None = None) -> list[Service]:
-    settings = settings or get_settings()
-    af = airflow_env(settings)
-    mlflow_db = sqlalchemy_url(with_database(settings.db.url, "mlflow"))
-    mlflow_port = settings.mlflow.tracking_uri.rsplit(":", 1)[-1].strip("/") or "5000"
-    api_bind = settings.api.bind
+    ids = mlflow_identities(settings)
     # The API's own URL when one is set, else the pipeline's server as the read-only role.
     explicit = "database_url" in settings.api.model_fields_set
-    api_db = settings.api.database_url if explicit else read_only_url(settings.db.url)
-    ids = mlflow_identities(settings)
-    return [
-        Service(
-            "mlflow",
-            [
-                str(BIN / "mlflow"),
-                "server",
-                "--backend-store-uri",
-                mlflow_db,
-                "--artifacts-destination",
-                str(settings.artifact_root),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                mlflow_port,
-                "--workers",
-                "1",
-                # Sign-in required; only the pipeline's identity may write (see mlflow_identities).
-                "--app-name",
-                "basic-auth",
-            ],
-            f"http://127.0.0.1:{mlflow_port}/health",
-            {
-                "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
-                "MLFLOW_AUTH_CONFIG_PATH": str(_mlflow_auth_config(settings)),
-                "MLFLOW_AUTH_ADMIN_USERNAME": ids["pipeline_username"],
-                "MLFLOW_AUTH_ADMIN_PASSWORD": ids["pipeline_password"],
-                "MLFLOW_FLASK_SERVER_SECRET_KEY": ids["secret_key"],
-            },
-            gate=True,
-            ready=lambda: _ensure_stack_reader(settings),
-        ),
-        Service(
-            "airflow-api-server",
-            [str(BIN / "airflow"), "api-server"],
-            f"http://127.0.0.1:{af['AIRFLOW__API__PORT']}/api/v2/monitor/health",
-            af,
-            gate=True,
-        ),
-        Service("airflow-scheduler", [str(BIN / "airflow"), "scheduler"], None, af),
-        Service("airflow-dag-processor", [str(BIN / "airflow"), "dag-processor"], None, af),
-        *(celery_workers(settings, af) if settings.services.executor == "celery" else []),
-        Service(
-            "api",
-            [str(BIN / "gunicorn"), "-c", str(REPO_ROOT / "api" / "gunicorn.conf.py")],
-            f"http://{api_bind}/api/v1/health",
-            # The demo's page is public (the default elsewhere is off).
-            {
-                "MARKETFLOW_API_BIND": api_bind,
-                "MARKETFLOW_API_DATABASE_URL": api_db,
-                "MARKETFLOW_API_PUBLIC_PAGE": "true",
-                # Signs the drift reports' browser links (api/links.py).
-                "MARKETFLOW_API_LINK_SECRET": api_link_secret(settings),
-                # The API reads the registry as the read-only identity.
-                "MLFLOW_TRACKING_USERNAME": ids["reader_username"],
-                "MLFLOW_TRACKING_PASSWORD": ids["reader_password"],
-            },  # fmt: skip
-        ),
-    ]
-
-
-def _executor_env(settings: Settings, airflow_db: str) -> dict[str, str]:
-    """LocalExecutor, or the CeleryExecutor on the configured broker with Airflow's database
-    as the result backend (MARKETFLOW_EXECUTOR=celery)."""
-    if settings.services.executor != "celery":
-        return {"AIRFLOW__CORE__EXECUTOR": "LocalExecutor"}
+    dbt_docs = {"marketflow": {"dir": str(settings.data_dir / "dbt-docs"), "name": DBT_DOCS_NAME}}
+    svc = settings.services
     return {
-        "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
-        "AIRFLOW__CELERY__BROKER_URL": settings.services.celery_broker_url,
-        "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + airflow_db,
-        "AIRFLOW__OPERATORS__DEFAULT_QUEUE": DEFAULT_QUEUE,
+        "airflow_home": str(home),
+        "repo": str(REPO_ROOT),
+        "data_dir": str(settings.data_dir),
+        "dbt_docs_projects": json.dumps(dbt_docs),
+        "executor": "CeleryExecutor" if svc.executor == "celery" else "LocalExecutor",
+        "parallelism": "4",
+        "airflow_passwords_file": str(passwords),
+        "airflow_host": "127.0.0.1",
+        "airflow_port": str(svc.airflow_port),
+        "bind_host": "127.0.0.1",
+        "airflow_jwt_secret": secret_file.read_text().strip(),
+        "airflow_database_url": sqlalchemy_url(
+            with_database(settings.db.url, svc.airflow_database)
+        ),
+        "database_url": settings.db.url,
+        "mlflow_url": settings.mlflow.tracking_uri,
+        "mlflow_port": settings.mlflow.tracking_uri.rsplit(":", 1)[-1].strip("/") or "5000",
+        "mlflow_database_url": sqlalchemy_url(with_database(settings.db.url, "mlflow")),
+        "artifact_root": str(settings.artifact_root),
+        "mlflow_auth_config": str(_mlflow_auth_config(settings)),
+        "mlflow_secret_key": ids["secret_key"],
+        "mlflow_pipeline_user": ids["pipeline_username"],
+        "mlflow_pipeline_password": ids["pipeline_password"],
+        "mlflow_reader_user": ids["reader_username"],
+        "mlflow_reader_password": ids["reader_password"],
+        "celery_broker_url": svc.celery_broker_url,
+        "worker_concurrency": str(svc.worker_concurrency),
+        "gpu_worker_concurrency": str(svc.gpu_worker_concurrency),
+        "flower_port": str(svc.flower_port),
+        "api_bind": settings.api.bind,
+        "api_port": settings.api.bind.rsplit(":", 1)[-1],
+        "api_database_url": settings.api.database_url
+        if explicit
+        else read_only_url(settings.db.url),
+        # The demo's page is public (the default elsewhere is off).
+        "api_public_page": "true",
+        "api_link_secret": api_link_secret(settings),
     }
+
+
+def airflow_env(settings: Settings | None = None) -> dict[str, str]:
+    """The environment every Airflow component (and `airflow` CLI call) of the demo shares
+    (stack.yaml's `airflow_env`, with its `celery_env` under MARKETFLOW_EXECUTOR=celery)."""
+    settings = settings or get_settings()
+    return stack_yaml.airflow_environment(
+        local_values(settings), settings.services.executor == "celery"
+    )
+
+
+def services(settings: Settings | None = None, everything: bool = False) -> list[Service]:
+    """The local stack: stack.yaml's processes for this executor, in start order. `everything`
+    adds those this configuration leaves out (the Celery workers under the LocalExecutor,
+    Flower without a port), to stop what an earlier start with other settings left running."""
+    settings = settings or get_settings()
+    procs = stack_yaml.processes(
+        "local", local_values(settings), settings.services.executor, everything=everything
+    )
+    out = []
+    for proc in procs:
+        exe = BIN / proc.command[0]
+        argv = [str(exe) if exe.exists() else proc.command[0], *proc.command[1:]]
+        health = f"http://127.0.0.1:{proc.port}{proc.health}" if proc.health else None
+        out.append(Service(proc.name, argv, health, proc.env, gate=proc.gate, oneshot=proc.oneshot))
+    return out
 
 
 DEFAULT_QUEUE, GPU_QUEUE = "default", "gpu"
@@ -289,7 +232,7 @@ DEFAULT_QUEUE, GPU_QUEUE = "default", "gpu"
 def worker_identity(name: str) -> dict[str, str]:
     """The environment that makes Airflow record a task run by this worker under the host name
     `<name>@<host>` (the task instance's `hostname`, in the UI and the REST API), so two workers
-    on one machine are told apart."""
+    on one machine are told apart (as stack.yaml gives its workers)."""
     return {
         "MARKETFLOW_WORKER_NAME": name,
         "AIRFLOW__CORE__HOSTNAME_CALLABLE": "marketflow.services.worker_hostname",
@@ -303,55 +246,6 @@ def worker_hostname() -> str:
     name = get_settings().services.worker_name
     host = socket.getfqdn()
     return f"{name}@{host}" if name else host
-
-
-def celery_workers(settings: Settings, af: dict[str, str]) -> list[Service]:
-    """The CeleryExecutor's workers: one consuming `default`, one consuming `gpu` with its own
-    concurrency (MARKETFLOW_GPU_WORKER_CONCURRENCY), each named `<queue>@<host>` (what Airflow
-    records as a task's hostname); Flower when MARKETFLOW_FLOWER_PORT is set. They read task
-    logs from the shared AIRFLOW_HOME, so neither serves logs on a port of its own."""
-    workers = [
-        Service(
-            f"airflow-worker{'' if queue == DEFAULT_QUEUE else '-' + queue}",
-            [
-                str(BIN / "airflow"),
-                "celery",
-                "worker",
-                "--queues",
-                queue,
-                "--concurrency",
-                str(concurrency),
-                "--celery-hostname",
-                f"{queue}@%h",
-                "--skip-serve-logs",
-            ],  # fmt: skip
-            None,
-            {**af, **worker_identity(queue)},
-        )
-        for queue, concurrency in (
-            (DEFAULT_QUEUE, settings.services.worker_concurrency),
-            (GPU_QUEUE, settings.services.gpu_worker_concurrency),
-        )
-    ]
-    port = settings.services.flower_port
-    if port:
-        workers.append(
-            Service(
-                "airflow-flower",
-                [
-                    str(BIN / "airflow"),
-                    "celery",
-                    "flower",
-                    "--hostname",
-                    "127.0.0.1",
-                    "--port",
-                    str(port),
-                ],  # fmt: skip
-                f"http://127.0.0.1:{port}/healthcheck",
-                af,
-            )
-        )
-    return workers
 
 
 def _alive(pid: int) -> bool:
@@ -449,6 +343,9 @@ def start_all(
     logs.mkdir(exist_ok=True)
     logs.chmod(0o700)  # task output and service logs may quote configuration
     for svc in stack:
+        if svc.oneshot:
+            _run_once(svc, logs)
+            continue
         pidfile = rd / f"{svc.name}.pid"
         if _pid(pidfile):
             echo(f"  {svc.name:<22} already running (pid {_pid(pidfile)})")
@@ -474,11 +371,22 @@ def start_all(
         echo(f"  {svc.name:<22} started (pid {proc.pid}, log {logs / (svc.name + '.log')})")
         if svc.gate:
             _check_healthy(svc, rd)
-        if svc.ready is not None:
-            _check_healthy(svc, rd)
-            svc.ready()
     for svc in stack:
-        _check_healthy(svc, rd)
+        if not svc.oneshot:
+            _check_healthy(svc, rd)
+
+
+def _run_once(svc: Service, logs: Path) -> None:
+    """A one-shot process of the stack: run it to completion, its output in its log."""
+    log_file = logs / f"{svc.name}.log"
+    with os.fdopen(os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as log:
+        done = subprocess.run(svc.argv, cwd=REPO_ROOT, env={**os.environ, **svc.env}, stdout=log,
+                              stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=300)  # fmt: skip
+    if done.returncode != 0:
+        tail = "\n".join(log_file.read_text(errors="replace").splitlines()[-15:])
+        raise RuntimeError(
+            f"{svc.name} failed (exit {done.returncode}); last lines of {log_file}:\n{tail}"
+        )
 
 
 def _check_healthy(svc: Service, rd: Path) -> None:
@@ -502,11 +410,9 @@ def stop_all(
     settings = settings or get_settings()
     if stack is None:
         # Whatever executor the stack was started with: its workers are stopped too.
-        stack = services(settings) + [
-            w for w in celery_workers(settings, {}) if settings.services.executor != "celery"
-        ]
+        stack = services(settings, everything=True)
     rd = run_dir(settings)
-    for svc in reversed(stack):
+    for svc in reversed([svc for svc in stack if not svc.oneshot]):
         pidfile = rd / f"{svc.name}.pid"
         pid = _recorded(pidfile)
         if pid is None or not _group_alive(pid):
@@ -521,7 +427,7 @@ def stop_all(
 def status(settings: Settings | None = None) -> dict[str, int | None]:
     settings = settings or get_settings()
     rd = run_dir(settings)
-    return {svc.name: _pid(rd / f"{svc.name}.pid") for svc in services(settings)}
+    return {svc.name: _pid(rd / f"{svc.name}.pid") for svc in services(settings) if not svc.oneshot}
 
 
 def _write_private(path: Path, text: str) -> None:

@@ -1,5 +1,5 @@
 """docker-compose.yml, docker/ and .env.example agree with each other, with the code and with
-the local stack of marketflow/services.py.
+the local stack: both are read from stack.yaml (docker-compose.yml is generated from it).
 
 Static checks: no Docker engine, no network, no database. `docker compose config` runs only
 where the compose CLI is installed.
@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -56,13 +57,6 @@ SHARED_AIRFLOW_SETTINGS = (
     "MARKETFLOW_DATABASE_URL",
     "MLFLOW_TRACKING_URI",
 )
-# The MLflow server's settings that differ per deployment by nature (secrets, a file's path).
-MLFLOW_PER_DEPLOYMENT = {
-    "MLFLOW_AUTH_CONFIG_PATH",
-    "MLFLOW_AUTH_ADMIN_USERNAME",
-    "MLFLOW_AUTH_ADMIN_PASSWORD",
-    "MLFLOW_FLASK_SERVER_SECRET_KEY",
-}
 # Stand-ins for the values .env must supply (the `${VAR:?}` ones); not secrets.
 TEST_ENV = {
     "POSTGRES_PASSWORD": "test-postgres-pw",
@@ -319,7 +313,7 @@ def test_airflow_components_share_one_configuration(services, compose_text):
         assert env["AIRFLOW__CORE__LOAD_EXAMPLES"] == "False", name
         assert env["AIRFLOW__COSMOS__ENABLE_TELEMETRY"] == "False", name  # no phoning home
     # The secrets come from .env, not from a literal in the file.
-    raw_env = yaml.safe_load(compose_text)["x-airflow-env"]
+    raw_env = yaml.safe_load(compose_text)["services"]["airflow-scheduler"]["environment"]
     assert raw_env["AIRFLOW__API_AUTH__JWT_SECRET"].startswith("${AIRFLOW_JWT_SECRET:?")
     assert raw_env["AIRFLOW__API__SECRET_KEY"].startswith("${AIRFLOW_API_SECRET_KEY:?")
     assert raw_env["AIRFLOW__CORE__FERNET_KEY"].startswith("${AIRFLOW_FERNET_KEY")
@@ -450,7 +444,7 @@ def test_mlflow_service(services):
     assert _flag(cmd, "--host") == "0.0.0.0"
     env = _environment(mlflow)
     assert env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
-    destination = _flag(cmd, "--artifacts-destination")
+    destination = env["MLFLOW_ARTIFACTS_DESTINATION"]
     assert destination, "artifacts are proxied by the server"
     mounts = [str(v).split(":")[1] for v in mlflow.get("volumes", [])]
     assert any(destination.startswith(m.rstrip("/") + "/") or destination == m for m in mounts)
@@ -527,42 +521,39 @@ def test_build_contexts_and_dockerfiles_exist(services):
         assert (context / build.get("dockerfile", "Dockerfile")).is_file(), name
 
 
-def test_compose_mirrors_the_local_stack(services, tmp_path, monkeypatch):
-    """Every setting marketflow/services.py gives the local stack has a compose counterpart."""
+def test_docker_compose_yml_is_what_the_stack_definition_gives():
+    """docker-compose.yml is generated from stack.yaml (+ docker/compose.base.yaml): an edit
+    of either without `marketflow stack compose` fails here."""
+    from marketflow import stack
+
+    assert COMPOSE_FILE.read_text() == stack.compose_text(), (
+        "docker-compose.yml is stale: run `marketflow stack compose`"
+    )
+
+
+def test_the_local_stack_and_compose_run_the_same_processes(tmp_path, monkeypatch):
+    """Both read stack.yaml: every local process is a compose service running the same
+    program with the same arguments, up to the values each target fills in."""
     monkeypatch.setenv("MARKETFLOW_DATA_DIR", str(tmp_path))
     from marketflow import services as local
+    from marketflow import stack
 
-    airflow_env = local.airflow_env()
-    for name in AIRFLOW_CONFIGURED:
-        missing = set(airflow_env) - set(_environment(services[name]))
-        assert not missing, f"{name} lacks what services.py sets: {sorted(missing)}"
-
-    by_name = {svc.name: svc for svc in local.services()}
-    assert set(by_name) <= set(services), "a local service has no compose service"
-
-    mlflow_local = by_name["mlflow"]
-    mlflow_cmd = _command(services["mlflow"])
-    mlflow_env = _environment(services["mlflow"])
-    for arg in mlflow_local.argv:
-        if not arg.startswith("--"):
-            continue
-        env_name = "MLFLOW_" + arg[2:].upper().replace("-", "_")
-        assert arg in mlflow_cmd or env_name in mlflow_env, f"mlflow server {arg}"
-    assert _flag(mlflow_cmd, "--workers") == _flag(mlflow_local.argv, "--workers")
-    for key, value in mlflow_local.env.items():
-        if key in MLFLOW_PER_DEPLOYMENT:  # generated per stack, or a path in it: present
-            assert mlflow_env.get(key), key
-        else:
-            assert mlflow_env.get(key) == value, key
-
-    api_local = by_name["api"]
-    assert set(api_local.env) <= set(_environment(services["api"]))
-    assert Path(api_local.argv[-1]).relative_to(REPO).as_posix() == _flag(
-        _command(services["api"]), "-c"
-    )
-    for name in ("airflow-api-server", "airflow-scheduler", "airflow-dag-processor"):
-        assert Path(by_name[name].argv[0]).name == _command(services[name])[0]
-        assert by_name[name].argv[1:] == _command(services[name])[1:], name
+    compose_services = stack.compose()["services"]
+    local_stack = local.services(everything=True)
+    assert [svc.name for svc in local_stack] == [
+        name for name in compose_services if name in {svc.name for svc in local_stack}
+    ], "the same start order"
+    for svc in local_stack:
+        command = compose_services[svc.name]["command"]
+        assert Path(svc.argv[0]).name == command[0], svc.name
+        assert len(svc.argv) == len(command), svc.name
+        flags = [a for a in svc.argv[1:] if a.startswith("-")]
+        assert flags == [a for a in command[1:] if a.startswith("-")], svc.name
+        assert set(svc.env) <= set(compose_services[svc.name]["environment"]), svc.name
+    # The local stack fills them from the settings (no compose variable left in a value).
+    for svc in local_stack:
+        for value in [*svc.argv, *svc.env.values()]:
+            assert "${" not in value and "{" not in value.replace('{"', ""), (svc.name, value)
 
 
 # --------------------------------------------------------------------------------------------
@@ -872,6 +863,30 @@ def _compose_cli() -> list[str] | None:
         return None
     probe = subprocess.run([docker, "compose", "version"], capture_output=True)
     return [docker, "compose"] if probe.returncode == 0 else None
+
+
+def test_compose_file_follows_the_compose_specification():
+    """The Compose Specification's JSON schema (vendored by check-jsonschema): unknown keys,
+    wrong types and misspelt conditions fail. The schema cannot resolve `${VAR}`; the test
+    below does, where `docker compose` is installed."""
+    cli = shutil.which("check-jsonschema") or str(Path(sys.executable).parent / "check-jsonschema")
+    proc = subprocess.run(
+        [cli, "--builtin-schema", "vendor.compose-spec", str(COMPOSE_FILE)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_the_schema_check_rejects_a_wrong_compose_file(tmp_path):
+    bad = tmp_path / "compose.yml"
+    bad.write_text("services:\n  api:\n    image: x\n    depends_on:\n"
+                   "      db: {condition: service_started_ok}\n")  # fmt: skip
+    cli = shutil.which("check-jsonschema") or str(Path(sys.executable).parent / "check-jsonschema")
+    proc = subprocess.run(
+        [cli, "--builtin-schema", "vendor.compose-spec", str(bad)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 1 and "condition" in proc.stdout, proc.stdout
 
 
 def test_docker_compose_config_validates(tmp_path):

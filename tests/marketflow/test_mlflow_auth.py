@@ -49,9 +49,8 @@ def test_the_stacks_mlflow_needs_a_sign_in_and_the_reader_cannot_write(
     assert stat.S_IMODE(mlflow_identities_file(settings).stat().st_mode) == 0o600
     identities = json.loads(mlflow_identities_file(settings).read_text())
     # The stack's own server, on a SQLite store of this test (never the demo's database).
-    argv = list(stack["mlflow"].argv)
-    argv[argv.index("--backend-store-uri") + 1] = f"sqlite:///{tmp_path}/mlflow.db"
-    mlflow_svc = dataclasses.replace(stack["mlflow"], argv=argv)
+    store = {"MLFLOW_BACKEND_STORE_URI": f"sqlite:///{tmp_path}/mlflow.db"}
+    mlflow_svc = dataclasses.replace(stack["mlflow"], env={**stack["mlflow"].env, **store})
     # The API runs as the reader; Airflow (training, monitoring) as the pipeline.
     assert stack["api"].env["MLFLOW_TRACKING_USERNAME"] == identities["reader_username"]
     airflow = stack["airflow-scheduler"].env
@@ -59,7 +58,8 @@ def test_the_stacks_mlflow_needs_a_sign_in_and_the_reader_cannot_write(
     assert airflow["MARKETFLOW_MLFLOW_READER_USERNAME"] == identities["reader_username"]
 
     try:
-        start_all(settings, echo=lambda _: None, stack=[mlflow_svc])
+        # The server, then the stack's one-shot that creates the read-only user.
+        start_all(settings, echo=lambda _: None, stack=[mlflow_svc, stack["mlflow-reader"]])
         assert _status(f"{uri}/api/2.0/mlflow/experiments/search?max_results=1") == 401
 
         for key, value in pipeline_mlflow_env(settings).items():
@@ -109,7 +109,8 @@ def test_the_stacks_mlflow_needs_a_sign_in_and_the_reader_cannot_write(
 
         # A second `up` keeps the users and resets the reader's password to the stack's.
         stop_all(settings, echo=lambda _: None, stack=[mlflow_svc])
-        start_all(settings, echo=lambda _: None, stack=[mlflow_svc])
+        # The server, then the stack's one-shot that creates the read-only user.
+        start_all(settings, echo=lambda _: None, stack=[mlflow_svc, stack["mlflow-reader"]])
         with reader_identity(settings):
             assert MlflowClient(uri, uri).get_registered_model("signal").name == "signal"
     finally:
