@@ -38,6 +38,9 @@ class TrainerConfig:
     progress: bool = False
     checkpoint_dir: str | None = None
     eval_batch_size: int = 4096
+    # Rows an epoch trains on, drawn afresh each epoch (0: every training row). Keeps an epoch's
+    # cost flat when the training window grows to millions of rows (a real universe on CPU).
+    epoch_samples: int = 0
 
 
 def pick_device(wanted: str = "auto", override: str = "") -> str:
@@ -127,8 +130,12 @@ class Trainer:
             if bad_epochs > cfg.patience:
                 break
             module.train()
-            order = torch.randperm(n, generator=generator).to(self.device)
-            batches = range(0, n, cfg.batch_size)
+            order = torch.randperm(n, generator=generator)
+            if cfg.epoch_samples:
+                order = order[: cfg.epoch_samples]
+            order = order.to(self.device)
+            n_epoch = len(order)
+            batches = range(0, n_epoch, cfg.batch_size)
             bar = _bar(batches, epoch, cfg) if cfg.progress or self.runtime.progress else batches
             total, seen = 0.0, 0
             for start in bar:

@@ -208,3 +208,31 @@ def test_packaged_model_scores_full_windows_only_in_any_row_order(dataset: Datas
     np.testing.assert_allclose(again.to_numpy(), scores)
     rows = np.flatnonzero(frame["symbol"] == "AAA")[-3:]
     np.testing.assert_allclose(scores[9:12], model.predict_rows(dataset.X_all, rows), rtol=1e-5)
+
+
+def test_epoch_samples_bounds_the_rows_an_epoch_trains_on(
+    dataset: Dataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`epoch_samples`: each epoch trains on that many rows drawn afresh, not on every row (a
+    real universe's millions of rows on CPU), and the model still learns."""
+    from ml.data.windows import SequenceWindows
+
+    seen: dict[int, int] = {}  # rows asked of each windows object; the training one first
+    real_batch = SequenceWindows.batch
+
+    def counting(self: SequenceWindows, positions: torch.Tensor) -> tuple:
+        seen[id(self)] = seen.get(id(self), 0) + len(positions)
+        return real_batch(self, positions)
+
+    monkeypatch.setattr(SequenceWindows, "batch", counting)
+    kwargs = {"hidden": [16], "epochs": 4, "batch_size": 64, "lr": 0.01, "patience": 9}
+    full = MLPModel(seed=SEED, **kwargs).fit(dataset)
+    per_epoch_full = next(iter(seen.values())) / len(full.history)
+    seen.clear()
+    sampled = MLPModel(seed=SEED, epoch_samples=256, **kwargs).fit(dataset)
+    assert len(sampled.history) == 4
+    assert next(iter(seen.values())) == 4 * 256
+    assert per_epoch_full == len(dataset.rows("train")) > 256
+    keys = dataset.keys("test")
+    pred = sampled.predict(dataset, "test")
+    assert signal_metrics(keys.assign(pred=pred, label=dataset.y("test")))["rank_ic"] > 0.2
