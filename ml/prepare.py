@@ -47,6 +47,14 @@ def prepare(
     horizon = label_horizon(label, database_url)
     panel = Panel(keys, features, label, horizon, matrix=matrix)
     del matrix
+    benchmark = config.backtest.benchmark_symbol
+    if benchmark is not None and benchmark not in set(panel.frame["symbol"].unique()):
+        # Said before any model trains, not after the first walk-forward (a universe of one's
+        # own seldom holds the demo's AAPL).
+        raise ValueError(
+            f"backtest.benchmark_symbol {benchmark!r} is not a symbol of the data: load it, "
+            "name another, or remove the key (the equal-weight benchmark stays)"
+        )
     min_history = max(model_lookback(spec) for spec in config.models.values())
     folds = make_folds(panel.calendar, horizon, config.walk_forward)
     return Prepared(

@@ -355,6 +355,16 @@ def _folds(market_url: str) -> list:
     return prepare(market_url, parse_config(config)).folds
 
 
+def test_a_benchmark_symbol_outside_the_data_is_said_before_any_model_trains(
+    market_url: str, tiny_config
+) -> None:
+    config = load_config(
+        tiny_config(backtest={**TINY_CONFIG["backtest"], "benchmark_symbol": "ZZZZ"})
+    )
+    with pytest.raises(ValueError, match=r"benchmark_symbol 'ZZZZ' is not a symbol of the data"):
+        prepare(market_url, config)
+
+
 def test_a_database_without_built_marts_has_nothing_to_train_on(make_database, market_url) -> None:
     """The training DAG's weekly tick skips (not fails) before the first features build."""
     from ml.data.handler import has_labelled_features
