@@ -114,6 +114,22 @@ def portfolio_returns(
     return out if bench2 is not None else out.drop(columns="benchmark2")
 
 
+def trading_cost(
+    traded: np.ndarray, buy_bps: float, sell_bps: float, min_cost: float = 0.0
+) -> tuple[float, float]:
+    """Cost and turnover of trading the weight changes `traded` (fractions of the book, + bought,
+    - sold): each trade pays the buy or the sell rate on its size, and at least `min_cost` (a
+    fraction of the book). The backtest and the RL environment (ml/models/rl_env.py) both
+    charge this."""
+    traded = np.asarray(traded, dtype=float)
+    traded = traded[traded != 0.0]
+    size = np.abs(traded)
+    rate = np.where(traded > 0, buy_bps, sell_bps) / 1e4
+    # Summed in order, left to right, like the loop this replaced: the same floats.
+    cost = sum(np.maximum(rate * size, min_cost).tolist(), 0.0)
+    return float(cost), float(sum(size.tolist(), 0.0))
+
+
 class _Book:
     """The names a strategy holds from day to day, and what each day's trades cost."""
 
@@ -137,15 +153,9 @@ class _Book:
                 reverse = pd.Series(-order.to_numpy()[::-1], index=order.index[::-1])
                 self.short = self._target(self.short, reverse, k, rebalance, "topk")
         weights = {s: 1.0 / k for s in self.long} | {s: -1.0 / k for s in self.short}
-        cost = turnover = 0.0
-        floor = cfg.min_cost / cfg.capital
-        for name in weights.keys() | self.weights.keys():
-            traded = weights.get(name, 0.0) - self.weights.get(name, 0.0)
-            if traded == 0.0:
-                continue
-            turnover += abs(traded)
-            rate = (cfg.buy_bps if traded > 0 else cfg.sell_bps) / 1e4
-            cost += max(rate * abs(traded), floor)
+        names = weights.keys() | self.weights.keys()
+        traded = np.array([weights.get(s, 0.0) - self.weights.get(s, 0.0) for s in names])
+        cost, turnover = trading_cost(traded, cfg.buy_bps, cfg.sell_bps, cfg.min_cost / cfg.capital)
         self.weights = weights
         if not weights:
             return (float("nan") if k == 0 else 0.0), cost, turnover

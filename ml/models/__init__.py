@@ -17,6 +17,9 @@ REGISTRY = {
     "transformer": "ml.models.neural:TransformerModel",
     "ensemble": "ml.models.ensemble:EnsembleModel",
     "rl_trader": "ml.models.rl:PolicyGradientTrader",
+    "rl_sb3": "ml.models.rl_sb3:SB3Trader",
+    "rl_dqn": "ml.models.rl_sb3:DQNTrader",
+    "rl_ppo": "ml.models.rl_sb3:PPOTrader",
 }
 
 

@@ -39,6 +39,22 @@ from ml.models.trainer import pick_device, seed_everything
 REWARD_HORIZONS = {"trade_ret_1d": 2, "fwd_ret_1d": 1}
 
 
+def check_reward_horizon(dataset: Dataset, reward: str) -> None:
+    """Refuse to train on `reward` when the dataset lacks it, or when its segments are purged for
+    a label known sooner than the reward (the last train rewards would overlap `valid`)."""
+    if reward not in REWARD_HORIZONS:
+        raise ValueError(f"reward must be one of {sorted(REWARD_HORIZONS)}, got {reward!r}")
+    needed = REWARD_HORIZONS[reward]
+    if dataset.panel.horizon < needed:
+        raise ValueError(
+            f"the reward {reward} is known {needed} rows after the decision, but the "
+            f"segments are purged for a {dataset.panel.horizon}-row label: train on a label "
+            f"with a horizon of at least {needed} rows"
+        )
+    if reward not in dataset.panel.frame.columns:
+        raise ValueError(f"the panel has no {reward} column (load it with the labels)")
+
+
 class PolicyNet(nn.Module):
     """One logit per symbol from its features (the same MLP for every symbol), and a learned
     bonus for keeping the current holding."""
@@ -140,15 +156,7 @@ class PolicyGradientTrader(Model):
         from tqdm.auto import tqdm
 
         o = self.kwargs
-        needed = REWARD_HORIZONS[o["reward"]]
-        if dataset.panel.horizon < needed:
-            raise ValueError(
-                f"the reward {o['reward']} is known {needed} rows after the decision, but the "
-                f"segments are purged for a {dataset.panel.horizon}-row label: train on a label "
-                f"with a horizon of at least {needed} rows"
-            )
-        if o["reward"] not in dataset.panel.frame.columns:
-            raise ValueError(f"the panel has no {o['reward']} column (load it with the labels)")
+        check_reward_horizon(dataset, o["reward"])
         seed_everything(self.seed)
         rng = np.random.default_rng(self.seed)
         device = pick_device(o["device"], self.runtime.device)
@@ -230,4 +238,4 @@ class PolicyGradientTrader(Model):
             return np.asarray(self.module(x).numpy(), dtype=np.float64)
 
 
-__all__ = ["REWARD_HORIZONS", "PolicyGradientTrader"]
+__all__ = ["REWARD_HORIZONS", "PolicyGradientTrader", "check_reward_horizon"]

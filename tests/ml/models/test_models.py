@@ -21,6 +21,7 @@ from ml.models.gbdt import XGBModel
 from ml.models.linear import RidgeModel
 from ml.models.neural import LSTMAttentionModel, MLPModel, TransformerModel
 from ml.models.rl import PolicyGradientTrader
+from ml.models.rl_sb3 import DQNTrader
 from ml.models.trainer import Trainer, TrainerConfig
 from ml.pyfunc import SignalModel
 
@@ -36,6 +37,7 @@ CLASSES = {
     "ensemble_weighted": EnsembleModel,
     "ensemble_stacking": EnsembleModel,
     "rl_trader": PolicyGradientTrader,
+    "rl_dqn": DQNTrader,
 }
 # Small and quick: the same classes as the config with test-sized training.
 FAST = {"epochs": 6, "lr": 0.01, "batch_size": 128, "patience": 3}
