@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,6 +61,19 @@ def _loggable(metrics: dict[str, float]) -> dict[str, float]:
     return {
         k: float(v) for k, v in metrics.items() if isinstance(v, float | int) and math.isfinite(v)
     }
+
+
+def _log_history(model: object) -> None:
+    """The refit's training curve, one MLflow step per entry of the model's `history` (the
+    networks' epochs; the RL agents' validation rounds with what SB3's logger last reported),
+    as metrics `refit/<key>`."""
+    import mlflow
+
+    for step, entry in enumerate(getattr(model, "history", None) or []):
+        values = {"refit/" + re.sub(r"[^0-9A-Za-z_\-./ ]", "_", str(k)): v
+                  for k, v in _loggable(entry).items()}  # fmt: skip
+        if values:
+            mlflow.log_metrics(values, step=step)
 
 
 def _flat_params(spec: ModelSpec) -> dict[str, str]:
@@ -334,6 +348,7 @@ def conclude_training(
         spec = config.models[best]
         final = final_dataset(prepared).with_label_processor(spec.label_processor)
         model = build_model(spec, seed=config.seed, runtime=prepared.runtime).fit(final)
+        _log_history(model)
         registered = register_challenger(
             client, model_name, best=best, spec=spec, model=model, final=final,
             test_window=test_window, fingerprint=prepared.fingerprint, gate_metric=metric,

@@ -399,3 +399,37 @@ def test_the_inputs_fingerprint_follows_every_value_and_the_config(
     label.frame.loc[7, "fwd_ret_5d"] += 1e-6
     assert len({same, fingerprint(feature), fingerprint(label)}) == 3
     assert fingerprint(synthetic_panel(), load_config(tiny_config(seed=8))) != same
+
+
+def test_the_refits_training_curve_is_logged_one_step_per_entry(tmp_path: Path) -> None:
+    """A network's epochs or an RL agent's validation rounds (with SB3's logger values) become
+    MLflow metric series `refit/<key>` of the training run."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    from ml.train import _log_history
+
+    class Fitted:
+        history = [
+            {"valid_return": 0.001, "train/loss": 2.0, "note": "text"},
+            {"valid_return": 0.003, "train/loss": 1.5, "rollout/ep_rew_mean": float("nan")},
+        ]
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    mlflow.set_tracking_uri(uri)
+    try:
+        experiment = mlflow.set_experiment("refit_curve")  # not an earlier test's active one
+        with mlflow.start_run(experiment_id=experiment.experiment_id) as run:
+            _log_history(Fitted())
+            _log_history(object())  # a model without a history: nothing, no error
+        client = MlflowClient(uri)
+        curve = client.get_metric_history(run.info.run_id, "refit/valid_return")
+        assert [(m.step, m.value) for m in curve] == [(0, 0.001), (1, 0.003)]
+        loss = client.get_metric_history(run.info.run_id, "refit/train/loss")
+        assert [m.value for m in loss] == [2.0, 1.5]
+        assert set(client.get_run(run.info.run_id).data.metrics) == {
+            "refit/valid_return",
+            "refit/train/loss",
+        }
+    finally:
+        mlflow.set_tracking_uri(None)
