@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ml.config import load_config
+from ml.config import TrainingConfig, load_config
 from ml.evaluation.backtest import backtest
 from ml.evaluation.tearsheet import write_tear_sheet
 from ml.prepare import prepare
@@ -82,6 +82,9 @@ def leaderboard(
     prepared = prepare(database_url, config)
     folds = prepared.folds
     names = names or list(config.models)
+    if not names:
+        raise ValueError("no model to put on the leaderboard")
+    span = f"{len(folds)} folds, test {folds[0].test_start} .. {folds[-1].test_end}"
     rows: dict[str, dict[str, float]] = {}
     bench: dict[str, float] = {}
     for name in names:
@@ -100,10 +103,22 @@ def leaderboard(
                              config.backtest, name, out_dir / name)  # fmt: skip
         log.info("leaderboard %s: rank_ic=%.4f excess=%.4f in %.0f s", name,
                  result.metrics["rank_ic"], result.metrics["excess_annual_return"], seconds)  # fmt: skip
+        # Written after every model: a long run that is stopped keeps what it finished.
+        board = _board(rows, bench, config, span, out_dir)
+    return board
+
+
+def _board(
+    rows: dict[str, dict[str, float]],
+    bench: dict[str, float],
+    config: TrainingConfig,
+    span: str,
+    out_dir: Path | None,
+) -> Leaderboard:
+    """The table of the models so far plus `equal_weight`, written under `out_dir`."""
     table = pd.DataFrame.from_dict(rows, orient="index")
     for key, value in bench.items():
         table.loc["equal_weight", key] = value
-    span = f"{len(folds)} folds, test {folds[0].test_start} .. {folds[-1].test_end}"
     board = Leaderboard(table, config.backtest.describe(), span, out_dir)
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -53,3 +53,26 @@ def test_the_leaderboard_ranks_models_beside_the_benchmark_with_a_tear_sheet_eac
     for name in ("ridge", "xgboost"):
         assert (tmp_path / name / "tearsheet.html").stat().st_size > 10_000
         assert (tmp_path / name / "quantiles.png").is_file()
+
+
+def test_a_stopped_leaderboard_keeps_the_models_it_finished(
+    market_url: str, tiny_config, tmp_path: Path
+) -> None:
+    """A long run (the dev universe's zoo takes hours) that dies in its third model still has
+    the table of the first two on disk."""
+    models = {name: TINY_CONFIG["models"][name] for name in ("ridge", "xgboost", "lstm_attention")}
+    config_path = tiny_config(models=models)
+    n_folds = len(prepare(market_url, load_config(config_path)).folds)
+    calls = []
+
+    def die_in_the_third_model(fold: int, metrics: dict[str, float]) -> None:
+        calls.append(fold)
+        if len(calls) > 2 * n_folds:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        leaderboard(market_url, config_path, out_dir=tmp_path, on_fold=die_in_the_third_model)
+    written = pd.read_csv(tmp_path / "leaderboard.csv", index_col=0)
+    first_two = list(load_config(config_path).models)[:2]  # the config file's order
+    assert list(written.index) == [*first_two, "equal_weight"]
+    assert f"| {first_two[1]} |" in (tmp_path / "leaderboard.md").read_text()
