@@ -160,6 +160,11 @@ class SB3Trader(Model):
             callback = KeepBestOnValid(valid, int(o["eval_every"]), int(o["patience"]),
                                        self.history)  # fmt: skip
             agent.learn(total_timesteps=int(o["timesteps"]), callback=callback)
+        # Trained: DQN's replay buffer (up to ~1 GiB of observations) is not needed to act or to
+        # save, and a walk-forward keeps a fitted trader per fold.
+        for buffer in ("replay_buffer", "rollout_buffer"):
+            if getattr(agent, buffer, None) is not None:
+                setattr(agent, buffer, None)
         self._agent, self._agent_zip = agent, None
         self.scorer = copy.deepcopy(symbol_scorer(agent)).to("cpu").eval()
         return self
